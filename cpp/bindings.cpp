@@ -1,0 +1,307 @@
+// The only file that knows about Python: converts arguments, checks what the
+// C++ side assumes, releases the GIL around the work, and wraps results as NumPy
+// arrays. The Python package (python/mnist_mlp) validates user input first;
+// the checks here are the last line, so a bad call can never reach the kernels.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <optional>
+#include <string>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "idx.hpp"
+#include "kernels.hpp"
+#include "mlp.hpp"
+
+namespace py = pybind11;
+using namespace mm;
+
+namespace {
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+py::dtype idx_dtype(uint8_t code) {
+    switch (code) {
+        case 0x08: return py::dtype("u1");
+        case 0x09: return py::dtype("i1");
+        case 0x0B: return py::dtype("i2");
+        case 0x0C: return py::dtype("i4");
+        case 0x0D: return py::dtype("f4");
+        case 0x0E: return py::dtype("f8");
+    }
+    throw IdxError("unknown IDX type code");
+}
+
+py::array read_from(ByteSource& src, const std::string& name) {
+    IdxHeader h = read_idx_header(src, name);
+    std::vector<py::ssize_t> shape(h.dims.begin(), h.dims.end());
+    py::array out(idx_dtype(h.type_code), shape);
+    void* dst = out.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        read_idx_body(src, h, dst, name);
+    }
+    return out;
+}
+
+py::array read_idx_path(const std::string& path) {
+    std::unique_ptr<ByteSource> src;
+    {
+        py::gil_scoped_release nogil;
+        src = open_idx_file(path);
+    }
+    return read_from(*src, path);
+}
+
+py::array read_idx_buffer(py::buffer data, const std::string& name) {
+    py::buffer_info info = data.request();
+    if (info.ndim != 1 || info.itemsize != 1 || (info.ndim == 1 && info.strides[0] != 1))
+        throw py::value_error(name + ": expected a contiguous bytes-like object");
+    auto src = open_idx_memory(info.ptr, (size_t)info.size, name);
+    return read_from(*src, name);
+}
+
+py::bytes encode_idx_array(py::array arr, int type_code) {
+    if (!(arr.flags() & py::array::c_style)) throw py::value_error("encode_idx: array must be C-contiguous");
+    if ((size_t)arr.itemsize() != idx_itemsize((uint8_t)type_code))
+        throw py::value_error("encode_idx: itemsize does not match the type code");
+    std::vector<uint64_t> dims(arr.shape(), arr.shape() + arr.ndim());
+    auto buf = encode_idx((uint8_t)type_code, dims, arr.data());
+    return py::bytes(reinterpret_cast<const char*>(buf.data()), buf.size());
+}
+
+InputView input_view(const py::array& x, int64_t features) {
+    if (x.ndim() != 2) throw py::value_error("x must be 2-D (samples, features)");
+    InputType t;
+    if (x.dtype().is(py::dtype::of<uint8_t>())) t = InputType::u8;
+    else if (x.dtype().is(py::dtype::of<float>())) t = InputType::f32;
+    else if (x.dtype().is(py::dtype::of<double>())) t = InputType::f64;
+    else throw py::type_error("x must be uint8, float32 or float64");
+    const int64_t item = x.itemsize();
+    if (x.strides(0) % item || x.strides(1) % item) throw py::value_error("x strides must be whole elements");
+    if (x.shape(1) != features)
+        throw py::value_error("x has " + std::to_string(x.shape(1)) + " features, the model expects " +
+                              std::to_string(features));
+    return InputView{x.data(), t, x.shape(0), x.shape(1), x.strides(0) / item, x.strides(1) / item};
+}
+
+using Labels = py::array_t<int32_t, py::array::c_style>;
+
+void check_labels(const Labels& y, int64_t n, int64_t classes) {
+    if (y.ndim() != 1 || y.shape(0) != n) throw py::value_error("labels must be int32 of shape (n,)");
+    const int32_t* p = y.data();
+    for (int64_t i = 0; i < n; ++i)
+        if (p[i] < 0 || p[i] >= classes)
+            throw py::value_error("label " + std::to_string(p[i]) + " at index " + std::to_string(i) +
+                                  " is outside [0, " + std::to_string(classes) + ")");
+}
+
+int resolve_threads(std::optional<int> n) {
+    if (n && *n >= 1) return *n;
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+template <class T>
+const Kernels<T>& kernels() {
+    const Kernels<T>* k = get_kernels<T>();
+    if (!k) throw std::runtime_error("no kernels for this CPU");
+    return *k;
+}
+
+// Interrupts: the epoch loop asks every few milliseconds; we take the GIL just
+// long enough to run Python's signal handlers, and stop if one raised.
+struct StopCheck {
+    std::optional<py::error_already_set> error;
+    static int check(void* self) {
+        py::gil_scoped_acquire gil;
+        if (PyErr_CheckSignals() != 0) {
+            static_cast<StopCheck*>(self)->error.emplace();
+            return 1;
+        }
+        return 0;
+    }
+};
+
+template <class T>
+py::array param_view(py::object owner, T* ptr, std::vector<py::ssize_t> shape) {
+    return py::array(py::dtype::of<T>(), shape, {}, ptr, owner);
+}
+
+template <class T>
+void bind_model(py::module_& m, const char* name) {
+    using M = Model<T>;
+    py::class_<M>(m, name)
+        .def(py::init<std::vector<int64_t>>(), py::arg("sizes"))
+        .def_property_readonly("sizes", &M::sizes)
+        .def_property_readonly("num_params", &M::num_params)
+        .def("weights", [](py::object self) {
+            M& mo = self.cast<M&>();
+            py::list out;
+            for (int l = 0; l < mo.nlayers(); ++l)
+                out.append(param_view<T>(self, mo.weight(l), {mo.sizes()[l], mo.sizes()[l + 1]}));
+            return out;
+        })
+        .def("biases", [](py::object self) {
+            M& mo = self.cast<M&>();
+            py::list out;
+            for (int l = 0; l < mo.nlayers(); ++l) out.append(param_view<T>(self, mo.bias(l), {mo.sizes()[l + 1]}));
+            return out;
+        })
+        .def(
+            "train_epoch",
+            [](M& mo, const py::array& x, const Labels& y, std::optional<py::array_t<int64_t, py::array::c_style>> order,
+               int64_t batch, double lr, bool sparse, bool stop_on_nonfinite) {
+                InputView xv = input_view(x, mo.sizes()[0]);
+                const int64_t n = xv.rows;
+                check_labels(y, n, mo.sizes().back());
+                if (batch < 1) throw py::value_error("batch_size must be >= 1");
+                const int64_t* ord = nullptr;
+                if (order) {
+                    if (order->ndim() != 1 || order->shape(0) != n) throw py::value_error("order must have shape (n,)");
+                    ord = order->data();
+                    for (int64_t i = 0; i < n; ++i)
+                        if (ord[i] < 0 || ord[i] >= n) throw py::value_error("order holds an index out of range");
+                }
+                TrainJob<T> job{mo.view(), xv, y.data(), ord, n, batch, (T)lr, sparse, stop_on_nonfinite,
+                                &StopCheck::check, nullptr};
+                StopCheck stop;
+                job.stop_ctx = &stop;
+                const Kernels<T>& k = kernels<T>();
+                {
+                    py::gil_scoped_release nogil;
+                    k.train_epoch(job);
+                }
+                if (stop.error) throw *stop.error;
+                py::dict r;
+                r["batches"] = job.batches_done;
+                r["samples"] = job.samples_done;
+                r["loss_sum"] = job.loss_sum;
+                r["first_nonfinite_batch"] = job.first_nonfinite_batch;
+                return r;
+            },
+            py::arg("x"), py::arg("y"), py::arg("order"), py::arg("batch_size"), py::arg("lr"),
+            py::arg("sparse") = true, py::arg("stop_on_nonfinite") = true)
+        .def(
+            "evaluate",
+            [](M& mo, const py::array& x, std::optional<Labels> y, bool want_probs, bool want_pred,
+               std::optional<int> threads) {
+                InputView xv = input_view(x, mo.sizes()[0]);
+                const int64_t n = xv.rows, classes = mo.sizes().back();
+                if (y) check_labels(*y, n, classes);
+                py::object probs = py::none(), pred = py::none();
+                EvalJob<T> job{mo.view(), xv, y ? y->data() : nullptr, nullptr, n, resolve_threads(threads)};
+                if (want_probs) {
+                    py::array_t<T> p({(py::ssize_t)n, (py::ssize_t)classes});
+                    job.probs = p.mutable_data();
+                    probs = p;
+                }
+                if (want_pred) {
+                    py::array_t<int32_t> p({(py::ssize_t)n});
+                    job.pred = p.mutable_data();
+                    pred = p;
+                }
+                const Kernels<T>& k = kernels<T>();
+                {
+                    py::gil_scoped_release nogil;
+                    k.evaluate(job);
+                }
+                return py::make_tuple(job.loss_sum, job.correct, probs, pred);
+            },
+            py::arg("x"), py::arg("y") = py::none(), py::arg("probs") = false, py::arg("pred") = false,
+            py::arg("num_threads") = py::none());
+}
+
+template <class T>
+py::array_t<T> gemm_impl(const py::array_t<T>& a, const py::array_t<T>& b, bool ta, bool tb,
+                         std::optional<int> threads, const std::string& algo) {
+    if (a.ndim() != 2 || b.ndim() != 2) throw py::value_error("matmul operands must be 2-D");
+    if (!(a.flags() & py::array::c_style) || !(b.flags() & py::array::c_style))
+        throw py::value_error("matmul operands must be C-contiguous");
+    const int64_t m = ta ? a.shape(1) : a.shape(0), k = ta ? a.shape(0) : a.shape(1);
+    const int64_t kb = tb ? b.shape(1) : b.shape(0), n = tb ? b.shape(0) : b.shape(1);
+    if (k != kb)
+        throw py::value_error("matmul: inner dimensions differ (" + std::to_string(k) + " vs " + std::to_string(kb) + ")");
+    py::array_t<T> c({(py::ssize_t)m, (py::ssize_t)n});
+    GemmJob<T> g{m, n, k, a.data(), a.shape(1), ta, b.data(), b.shape(1), tb, c.mutable_data(), n,
+                 resolve_threads(threads)};
+    const Kernels<T>& kern = kernels<T>();
+    auto fn = algo == "naive" ? kern.gemm_naive : kern.gemm;
+    if (algo != "naive" && algo != "auto") throw py::value_error("algo must be 'auto' or 'naive'");
+    {
+        py::gil_scoped_release nogil;
+        fn(g);
+    }
+    return c;
+}
+
+template <class T>
+py::array_t<T> relu_impl(const py::array_t<T, py::array::c_style>& x) {
+    py::array_t<T> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+    kernels<T>().relu(out.mutable_data(), x.data(), (int64_t)x.size());
+    return out;
+}
+
+template <class T>
+py::tuple softmax_xent_impl(const py::array_t<T, py::array::c_style>& z, std::optional<Labels> y) {
+    if (z.ndim() != 2) throw py::value_error("logits must be 2-D (rows, classes)");
+    const int64_t rows = z.shape(0), cols = z.shape(1);
+    if (cols < 1) throw py::value_error("logits need at least one class");
+    if (y) check_labels(*y, rows, cols);
+    py::array_t<T> probs({(py::ssize_t)rows, (py::ssize_t)cols});
+    py::object grad = py::none();
+    T* g = nullptr;
+    if (y) {
+        py::array_t<T> ga({(py::ssize_t)rows, (py::ssize_t)cols});
+        g = ga.mutable_data();
+        grad = ga;
+    }
+    double loss = kernels<T>().softmax_xent(probs.mutable_data(), g, z.data(), y ? y->data() : nullptr, rows, cols);
+    return py::make_tuple(probs, grad, y ? py::object(py::float_(loss)) : py::object(py::none()));
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "mnist_mlp native core (private; use the mnist_mlp package)";
+    m.attr("__version__") = STR(VERSION_INFO);
+    m.attr("HAVE_ZLIB") = have_zlib();
+#ifdef _OPENMP
+    m.attr("HAVE_OPENMP") = true;
+#else
+    m.attr("HAVE_OPENMP") = false;
+#endif
+    py::register_exception<IdxError>(m, "IdxError", PyExc_ValueError);
+
+    m.def("read_idx", &read_idx_path, py::arg("path"));
+    m.def("read_idx_bytes", &read_idx_buffer, py::arg("data"), py::arg("name") = "<bytes>");
+    m.def("encode_idx", &encode_idx_array, py::arg("array"), py::arg("type_code"));
+
+    m.def("max_threads", [] { return resolve_threads(std::nullopt); });
+    m.def("best_isa", &best_isa);
+    m.def("current_isa", &current_isa);
+    m.def("set_isa", [](const std::string& isa) {
+        if (!set_isa(isa.c_str())) throw py::value_error("ISA '" + isa + "' is unknown or not supported by this CPU");
+    });
+
+    m.def("gemm", &gemm_impl<float>, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
+          py::arg("num_threads") = py::none(), py::arg("algo") = "auto");
+    m.def("gemm", &gemm_impl<double>, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
+          py::arg("num_threads") = py::none(), py::arg("algo") = "auto");
+    m.def("relu", &relu_impl<float>, py::arg("x"));
+    m.def("relu", &relu_impl<double>, py::arg("x"));
+    m.def("softmax_xent", &softmax_xent_impl<float>, py::arg("z"), py::arg("y") = py::none());
+    m.def("softmax_xent", &softmax_xent_impl<double>, py::arg("z"), py::arg("y") = py::none());
+
+    bind_model<float>(m, "ModelF32");
+    bind_model<double>(m, "ModelF64");
+}

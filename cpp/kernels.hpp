@@ -1,0 +1,116 @@
+// Hot kernels and the run-time dispatch table that picks their ISA.
+//
+// kernels_impl.hpp is compiled three times (kernels_generic.cpp, kernels_avx2.cpp,
+// kernels_avx512.cpp), each time inside its own namespace and with its own -m flags,
+// so nothing compiled for AVX-512 can leak into the generic path through the linker.
+// dispatch.cpp fills one Kernels<T> per dtype from the widest set the CPU supports.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace mm {
+
+constexpr int kMaxLayers = 64;  // weight matrices per network; the kernels keep fixed tables
+
+[[noreturn]] void throw_bad_alloc();
+
+// A 2-D input array as NumPy holds it: any strides, three element types. The
+// Python layer checks shape, dtype and bounds; kernels only read it.
+enum class InputType : int { u8 = 0, f32 = 1, f64 = 2 };
+struct InputView {
+    const void* data;
+    InputType type;
+    int64_t rows, cols;
+    int64_t row_stride, col_stride;  // in elements
+};
+
+// A network as plain pointers into the model's single parameter allocation.
+// w[l] is (sizes[l], sizes[l+1]) row-major, b[l] is (sizes[l+1],).
+template <class T>
+struct NetView {
+    int nlayers;           // number of weight matrices
+    const int64_t* sizes;  // nlayers + 1 entries
+    T* const* w;
+    T* const* b;
+};
+
+// What one call of train_epoch does and reports.
+template <class T>
+struct TrainJob {
+    NetView<T> net;
+    InputView x;
+    const int32_t* y;       // class ids, validated < sizes[nlayers]
+    const int64_t* order;   // permutation of [0, n) or nullptr for 0..n-1
+    int64_t n;
+    int64_t batch;
+    T lr;
+    bool sparse;            // skip zero inputs (same sums, fewer terms)
+    bool stop_on_nonfinite; // end the epoch after the first batch whose loss is NaN/Inf
+    // Called between batches every few milliseconds; nonzero stops the epoch.
+    int (*should_stop)(void* ctx);
+    void* stop_ctx;
+    // results
+    int64_t batches_done = 0;
+    int64_t samples_done = 0;
+    double loss_sum = 0;       // sum over samples of the pre-update batch loss
+    int64_t first_nonfinite_batch = -1;
+    bool stopped = false;
+};
+
+// Forward pass over many rows: probabilities and/or loss and accuracy.
+template <class T>
+struct EvalJob {
+    NetView<T> net;
+    InputView x;
+    const int32_t* y;   // nullptr when only probabilities are wanted
+    T* probs;           // (n, classes) or nullptr
+    int64_t n;
+    int nthreads;
+    double loss_sum = 0;
+    int64_t correct = 0;
+    int32_t* pred = nullptr;  // (n,) argmax, or nullptr
+};
+
+template <class T>
+struct GemmJob {
+    // C (m x n) = op(A) (m x k) . op(B) (k x n), row-major with leading dimensions.
+    int64_t m, n, k;
+    const T* a; int64_t lda; bool trans_a;
+    const T* b; int64_t ldb; bool trans_b;
+    T* c; int64_t ldc;
+    int nthreads;
+};
+
+template <class T>
+struct Kernels {
+    const char* isa;
+    void (*gemm)(const GemmJob<T>&);
+    void (*gemm_naive)(const GemmJob<T>&);
+    void (*train_epoch)(TrainJob<T>&);
+    void (*evaluate)(EvalJob<T>&);
+    void (*relu)(T* out, const T* in, int64_t n);
+    // Row-wise softmax of z (rows x cols), and optionally the mean cross-entropy
+    // against labels and its gradient (p - onehot) / rows.
+    double (*softmax_xent)(T* probs, T* dlogits, const T* z, const int32_t* y, int64_t rows, int64_t cols);
+};
+
+// Returns the kernels for the best ISA this CPU supports, or the one named
+// ("generic", "avx2", "avx512"); nullptr when that ISA is unavailable.
+template <class T>
+const Kernels<T>* get_kernels(const char* isa = nullptr);
+const char* best_isa();
+// Force an ISA for all later calls (tests use it to exercise every path); "" resets.
+bool set_isa(const char* isa);
+const char* current_isa();
+
+#define MM_DECLARE_ISA(ns)                       \
+    namespace ns {                               \
+    extern const Kernels<float> kernels_f32;     \
+    extern const Kernels<double> kernels_f64;    \
+    }
+MM_DECLARE_ISA(generic)
+MM_DECLARE_ISA(avx2)
+MM_DECLARE_ISA(avx512)
+#undef MM_DECLARE_ISA
+
+}  // namespace mm

@@ -1,0 +1,20 @@
+// The hot kernels compiled for the avx2 instruction set (see kernels_impl.hpp).
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "kernels.hpp"
+
+namespace mm {
+namespace avx2 {
+#define MM_VBYTES 32
+#include "kernels_impl.hpp"
+
+const Kernels<float> kernels_f32 = make_kernels<float>("avx2");
+const Kernels<double> kernels_f64 = make_kernels<double>("avx2");
+}  // namespace avx2
+}  // namespace mm

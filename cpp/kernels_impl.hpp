@@ -1,0 +1,592 @@
+// The hot kernels: GEMM, the layers, a training epoch, a forward pass.
+//
+// This file is included by kernels_{generic,avx2,avx512}.cpp inside namespace
+// mm::<isa>, after <cstdint>, <cstdlib>, <cstring>, <cmath> and <omp.h>, with
+// MM_VBYTES set to the vector width (16, 32, 64 bytes). It must not use std::
+// templates or inline library code: an out-of-line copy compiled with -mavx512f
+// could be picked by the linker for the generic build. Plain loops, malloc, and
+// GCC vector extensions only.
+//
+// Memory layout, stated once: every matrix is row-major. A layer's weight is
+// (fan_in, fan_out), so a forward pass is out = inp . W + b with one contiguous
+// W row per input feature, which is what lets a zero input skip a whole row.
+
+#ifndef MM_VBYTES
+#error "define MM_VBYTES before including kernels_impl.hpp"
+#endif
+
+typedef float vfloat __attribute__((vector_size(MM_VBYTES)));
+typedef double vdouble __attribute__((vector_size(MM_VBYTES)));
+template <class T> struct VecOf;
+template <> struct VecOf<float> { typedef vfloat type; };
+template <> struct VecOf<double> { typedef vdouble type; };
+
+template <class T> static inline T tmax(T a, T b) { return a > b ? a : b; }
+template <class T> static inline T tmin(T a, T b) { return a < b ? a : b; }
+static inline float t_exp(float x) { return expf(x); }
+static inline double t_exp(double x) { return exp(x); }
+static inline float t_log(float x) { return logf(x); }
+static inline double t_log(double x) { return log(x); }
+
+static inline int thread_id() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+// Scratch memory without std::vector (see the header comment): 64-byte aligned,
+// freed on scope exit, so kernels neither leak nor share buffers between threads.
+struct Scratch {
+    void* p = nullptr;
+    explicit Scratch(size_t bytes) {
+        size_t rounded = (bytes + 63) / 64 * 64;
+        p = aligned_alloc(64, rounded ? rounded : 64);
+        if (!p) throw_bad_alloc();
+    }
+    ~Scratch() { free(p); }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+    template <class U> U* as() const { return static_cast<U*>(p); }
+};
+
+// ---------------------------------------------------------------------------
+// GEMM. C (m x n) = op(A) (m x k) . op(B) (k x n).
+// Five loops as in BLIS: jc over NC columns (B panel in L3), pc over KC of the
+// inner dimension (packed B panel), ic over MC rows (packed A block in L2), then
+// jr/ir over NR x MR micro-tiles computed in registers by micro_kernel.
+
+constexpr int MR = MM_VBYTES == 64 ? 12 : 6;          // rows of a micro-tile
+template <class T> constexpr int NR = 2 * MM_VBYTES / (int)sizeof(T);  // two vectors wide
+constexpr int64_t KC = 256;                           // packed depth: an A sliver + B sliver stay in L1
+constexpr int64_t MC = MR * 12;                       // packed A block: KC*MC fits in half of L2
+constexpr int64_t NC = 3072;                          // packed B panel: KC*NC stays in L3
+
+template <class T>
+static inline T a_at(const GemmJob<T>& g, int64_t i, int64_t p) {
+    return g.trans_a ? g.a[p * g.lda + i] : g.a[i * g.lda + p];
+}
+template <class T>
+static inline T b_at(const GemmJob<T>& g, int64_t p, int64_t j) {
+    return g.trans_b ? g.b[j * g.ldb + p] : g.b[p * g.ldb + j];
+}
+
+// Reference and fallback: i-p-j order so the inner loop runs along a C row.
+template <class T>
+static void gemm_naive_t(const GemmJob<T>& g) {
+    for (int64_t i = 0; i < g.m; ++i) {
+        T* c = g.c + i * g.ldc;
+        for (int64_t j = 0; j < g.n; ++j) c[j] = 0;
+        for (int64_t p = 0; p < g.k; ++p) {
+            const T a = a_at(g, i, p);
+            if (!g.trans_b) {
+                const T* b = g.b + p * g.ldb;
+                for (int64_t j = 0; j < g.n; ++j) c[j] += a * b[j];
+            } else {
+                for (int64_t j = 0; j < g.n; ++j) c[j] += a * g.b[j * g.ldb + p];
+            }
+        }
+    }
+}
+
+// Packs rows [i0, i0+mc) x depth [p0, p0+kc) of op(A) into MR-row slivers,
+// zero-padding the last sliver so the micro-kernel never reads past the edge.
+template <class T>
+static void pack_a(T* dst, const GemmJob<T>& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+                   int64_t sliver_begin, int64_t sliver_end) {
+    for (int64_t s = sliver_begin; s < sliver_end; ++s) {
+        T* d = dst + s * MR * kc;
+        const int64_t ib = i0 + s * MR;
+        const int64_t rows = tmin<int64_t>(MR, i0 + mc - ib);
+        if (!g.trans_a) {
+            for (int64_t p = 0; p < kc; ++p)
+                for (int r = 0; r < MR; ++r)
+                    d[p * MR + r] = r < rows ? g.a[(ib + r) * g.lda + p0 + p] : T(0);
+        } else {
+            for (int64_t p = 0; p < kc; ++p) {
+                const T* src = g.a + (p0 + p) * g.lda + ib;
+                for (int r = 0; r < MR; ++r) d[p * MR + r] = r < rows ? src[r] : T(0);
+            }
+        }
+    }
+}
+
+// Packs depth [p0, p0+kc) x columns [j0, j0+nc) of op(B) into NR-column slivers.
+template <class T>
+static void pack_b(T* dst, const GemmJob<T>& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+                   int64_t sliver) {
+    constexpr int nr = NR<T>;
+    T* d = dst + sliver * nr * kc;
+    const int64_t jb = j0 + sliver * nr;
+    const int64_t cols = tmin<int64_t>(nr, j0 + nc - jb);
+    if (!g.trans_b) {
+        for (int64_t p = 0; p < kc; ++p) {
+            const T* src = g.b + (p0 + p) * g.ldb + jb;
+            for (int c = 0; c < nr; ++c) d[p * nr + c] = c < cols ? src[c] : T(0);
+        }
+    } else {
+        for (int64_t p = 0; p < kc; ++p)
+            for (int c = 0; c < nr; ++c)
+                d[p * nr + c] = c < cols ? g.b[(jb + c) * g.ldb + p0 + p] : T(0);
+    }
+}
+
+// MR x NR tile of C from packed slivers. `first` overwrites C (the first depth
+// block), otherwise it accumulates. Edge tiles go through a local buffer.
+template <class T>
+static inline void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, T* c,
+                                int64_t ldc, int rows, int cols, bool first) {
+    typedef typename VecOf<T>::type V;
+    constexpr int L = MM_VBYTES / (int)sizeof(T);
+    constexpr int nr = NR<T>;
+    V acc0[MR], acc1[MR];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) { acc0[r] = V{}; acc1[r] = V{}; }
+    for (int64_t p = 0; p < kc; ++p) {
+        V b0, b1;
+        __builtin_memcpy(&b0, bp, sizeof(V));
+        __builtin_memcpy(&b1, bp + L, sizeof(V));
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r) {
+            const T a = ap[r];
+            acc0[r] += a * b0;
+            acc1[r] += a * b1;
+        }
+        ap += MR;
+        bp += nr;
+    }
+    if (rows == MR && cols == nr) {
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r) {
+            T* cr = c + r * ldc;
+            if (!first) {
+                V c0, c1;
+                __builtin_memcpy(&c0, cr, sizeof(V));
+                __builtin_memcpy(&c1, cr + L, sizeof(V));
+                acc0[r] += c0;
+                acc1[r] += c1;
+            }
+            __builtin_memcpy(cr, &acc0[r], sizeof(V));
+            __builtin_memcpy(cr + L, &acc1[r], sizeof(V));
+        }
+        return;
+    }
+    alignas(64) T tile[MR * nr];
+    for (int r = 0; r < MR; ++r) {
+        __builtin_memcpy(tile + r * nr, &acc0[r], sizeof(V));
+        __builtin_memcpy(tile + r * nr + L, &acc1[r], sizeof(V));
+    }
+    for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < cols; ++j)
+            c[r * ldc + j] = first ? tile[r * nr + j] : c[r * ldc + j] + tile[r * nr + j];
+}
+
+// The jr/ir loops over one packed A block and one packed B panel.
+template <class T>
+static void macro_kernel(const GemmJob<T>& g, const T* ap, const T* bp, int64_t ic, int64_t mc,
+                         int64_t jc, int64_t nc, int64_t kc, bool first, int64_t jr_begin,
+                         int64_t jr_end) {
+    constexpr int nr = NR<T>;
+    for (int64_t js = jr_begin; js < jr_end; ++js) {
+        const int64_t j = js * nr;
+        const int cols = (int)tmin<int64_t>(nr, nc - j);
+        for (int64_t i = 0; i < mc; i += MR) {
+            const int rows = (int)tmin<int64_t>(MR, mc - i);
+            micro_kernel<T>(kc, ap + i * kc, bp + js * nr * kc, g.c + (ic + i) * g.ldc + jc + j, g.ldc,
+                            rows, cols, first);
+        }
+    }
+}
+
+template <class T>
+static void gemm_blocked_t(const GemmJob<T>& g) {
+    if (g.m <= 0 || g.n <= 0) return;
+    if (g.k <= 0) {
+        for (int64_t i = 0; i < g.m; ++i)
+            for (int64_t j = 0; j < g.n; ++j) g.c[i * g.ldc + j] = 0;
+        return;
+    }
+    constexpr int nr = NR<T>;
+    const int64_t ncap = tmin<int64_t>(NC, (g.n + nr - 1) / nr * nr);
+    const int64_t kcap = tmin<int64_t>(KC, g.k);
+    const int64_t mcap = tmin<int64_t>(MC, (g.m + MR - 1) / MR * MR);
+    const int nt = g.nthreads > 0 ? g.nthreads : 1;
+    const int64_t m_blocks = (g.m + MC - 1) / MC;
+    // With few row blocks the threads share each A block and split its columns instead.
+    const bool split_rows = m_blocks >= nt;
+    // Buffers are allocated here, not inside the parallel region, so that a failed
+    // allocation throws to the caller instead of terminating a worker thread.
+    const int64_t a_elems = kcap * mcap;
+    Scratch bpack(sizeof(T) * (size_t)(kcap * ncap));
+    Scratch apack(sizeof(T) * (size_t)(a_elems * (split_rows ? nt : 1)));
+    T* bp = bpack.as<T>();
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        T* ap = apack.as<T>() + (split_rows ? thread_id() * a_elems : 0);
+        for (int64_t jc = 0; jc < g.n; jc += NC) {
+            const int64_t nc = tmin<int64_t>(NC, g.n - jc);
+            const int64_t nslivers = (nc + nr - 1) / nr;
+            for (int64_t pc = 0; pc < g.k; pc += KC) {
+                const int64_t kc = tmin<int64_t>(KC, g.k - pc);
+                const bool first = pc == 0;
+#pragma omp for schedule(static)
+                for (int64_t s = 0; s < nslivers; ++s) pack_b(bp, g, pc, kc, jc, nc, s);
+                if (split_rows) {
+#pragma omp for schedule(static)
+                    for (int64_t ib = 0; ib < m_blocks; ++ib) {
+                        const int64_t ic = ib * MC;
+                        const int64_t mc = tmin<int64_t>(MC, g.m - ic);
+                        pack_a(ap, g, ic, mc, pc, kc, 0, (mc + MR - 1) / MR);
+                        macro_kernel(g, ap, bp, ic, mc, jc, nc, kc, first, 0, nslivers);
+                    }
+                } else {
+                    for (int64_t ic = 0; ic < g.m; ic += MC) {
+                        const int64_t mc = tmin<int64_t>(MC, g.m - ic);
+                        const int64_t a_slivers = (mc + MR - 1) / MR;
+#pragma omp for schedule(static)
+                        for (int64_t s = 0; s < a_slivers; ++s) pack_a(ap, g, ic, mc, pc, kc, s, s + 1);
+#pragma omp for schedule(static)
+                        for (int64_t s = 0; s < nslivers; ++s)
+                            macro_kernel(g, ap, bp, ic, mc, jc, nc, kc, first, s, s + 1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+template <class T>
+static void gemm_t(const GemmJob<T>& g) {
+    // Below this much work, packing costs more than it saves.
+    if (g.m * g.n * g.k < 16 * 1024) return gemm_naive_t(g);
+    gemm_blocked_t(g);
+}
+
+// ---------------------------------------------------------------------------
+// Layers. Each is a plain function: outputs first, then inputs, then sizes.
+
+// Converts rows of the input (any dtype, any strides) into a dense (B, D) block.
+// uint8 pixels become v / 255 through a table, exactly as x.astype(T) / 255.
+template <class T, class In>
+static void gather_rows_as(T* out, const InputView& x, const int64_t* order, int64_t start, int64_t B,
+                           const T* lut) {
+    // out: (B, D)
+    const In* base = static_cast<const In*>(x.data);
+    const int64_t D = x.cols;
+    for (int64_t r = 0; r < B; ++r) {
+        const int64_t idx = order ? order[start + r] : start + r;
+        const In* row = base + idx * x.row_stride;
+        T* o = out + r * D;
+        if (lut) {
+            for (int64_t k = 0; k < D; ++k) o[k] = lut[(int)row[k * x.col_stride]];
+        } else if (x.col_stride == 1) {
+            for (int64_t k = 0; k < D; ++k) o[k] = (T)row[k];
+        } else {
+            for (int64_t k = 0; k < D; ++k) o[k] = (T)row[k * x.col_stride];
+        }
+    }
+}
+
+template <class T>
+static void gather_rows(T* out, const InputView& x, const int64_t* order, int64_t start, int64_t B,
+                        const T* u8_lut) {
+    switch (x.type) {
+        case InputType::u8: return gather_rows_as<T, uint8_t>(out, x, order, start, B, u8_lut);
+        case InputType::f32: return gather_rows_as<T, float>(out, x, order, start, B, nullptr);
+        case InputType::f64: return gather_rows_as<T, double>(out, x, order, start, B, nullptr);
+    }
+}
+
+template <class T>
+static void make_u8_lut(T* lut) {
+    for (int v = 0; v < 256; ++v) lut[v] = (T)v / (T)255;
+}
+
+// Lists the nonzero columns of each row (all columns when !sparse), branch-free.
+template <class T>
+static void list_nonzeros(int32_t* idx, int32_t* count, const T* inp, int64_t B, int64_t C, bool sparse) {
+    // idx: (B, C) of which count[r] are used; inp: (B, C)
+    for (int64_t r = 0; r < B; ++r) {
+        int32_t* id = idx + r * C;
+        const T* x = inp + r * C;
+        int32_t n = 0;
+        if (sparse) {
+            for (int64_t k = 0; k < C; ++k) { id[n] = (int32_t)k; n += x[k] != T(0); }
+        } else {
+            for (int64_t k = 0; k < C; ++k) id[k] = (int32_t)k;
+            n = (int32_t)C;
+        }
+        count[r] = n;
+    }
+}
+
+static inline void axpy(float* __restrict y, float a, const float* __restrict x, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
+}
+static inline void axpy(double* __restrict y, double a, const double* __restrict x, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
+}
+
+// out = inp . w + b (then ReLU when relu), summing only the listed inputs:
+// the skipped terms are exact zeros, so the result is the dense one.
+template <class T>
+static void linear_forward(T* out, const T* inp, const int32_t* nz_idx, const int32_t* nz_count,
+                           const T* w, const T* b, int64_t B, int64_t C, int64_t OC, bool relu) {
+    // out: (B, OC); inp: (B, C); nz_idx: (B, C); w: (C, OC); b: (OC)
+    for (int64_t r = 0; r < B; ++r) {
+        T* __restrict o = out + r * OC;
+        const T* x = inp + r * C;
+        const int32_t* id = nz_idx + r * C;
+        for (int64_t j = 0; j < OC; ++j) o[j] = b[j];
+        for (int32_t t = 0; t < nz_count[r]; ++t) {
+            const int64_t k = id[t];
+            axpy(o, x[k], w + k * OC, OC);
+        }
+        if (relu)
+            for (int64_t j = 0; j < OC; ++j) o[j] = o[j] > T(0) ? o[j] : T(0);
+    }
+}
+
+// Row-wise softmax with the row max subtracted; the loss is log-sum-exp minus
+// the true logit, finite even when the true class's probability underflows.
+// dlogits = (p - onehot) / B, the fused softmax + cross-entropy gradient.
+// Returns the summed (not mean) loss.
+template <class T>
+static double softmax_xent_rows(T* probs, T* dlogits, const T* z, const int32_t* y, int64_t B,
+                                int64_t C, int32_t* pred) {
+    // probs, dlogits: (B, C) or nullptr; z: (B, C); y: (B) or nullptr; pred: (B) or nullptr
+    double loss = 0;
+    for (int64_t r = 0; r < B; ++r) {
+        const T* zr = z + r * C;
+        T m = zr[0];
+        for (int64_t j = 1; j < C; ++j) m = tmax(m, zr[j]);
+        T s = 0;
+        for (int64_t j = 0; j < C; ++j) s += t_exp(zr[j] - m);
+        if (y) loss += (double)(t_log(s) - (zr[y[r]] - m));
+        if (probs || dlogits || pred) {
+            int32_t best = 0;
+            T best_p = -1;
+            for (int64_t j = 0; j < C; ++j) {
+                const T p = t_exp(zr[j] - m) / s;
+                if (probs) probs[r * C + j] = p;
+                if (dlogits) dlogits[r * C + j] = (p - (y && j == y[r] ? T(1) : T(0))) / (T)B;
+                if (p > best_p) { best_p = p; best = (int32_t)j; }
+            }
+            if (pred) pred[r] = best;
+        }
+    }
+    return loss;
+}
+
+// Backward through out = inp . w + b, then the SGD step on w and b.
+// dinp (when wanted) uses w before the step, as the seed does; it is masked by
+// the ReLU that produced inp (inp > 0). The weight gradient inp^T . dout is
+// formed one row of w at a time, only for rows with a nonzero input in the
+// batch, and applied at once: w[k] += -lr * sum_r inp[r,k] dout[r].
+template <class T>
+static void linear_backward(T* dinp, T* w, T* b, const T* dout, const T* inp, const int32_t* nz_idx,
+                            const int32_t* nz_count, int64_t B, int64_t C, int64_t OC, T lr,
+                            uint8_t* mark, int32_t* rows_used, T* grad_row) {
+    // dinp: (B, C) or nullptr; w: (C, OC); b: (OC); dout: (B, OC); inp: (B, C)
+    // mark: (C) zeroed; rows_used: (C); grad_row: (OC)
+    if (dinp) {
+        for (int64_t r = 0; r < B; ++r) {
+            const T* d = dout + r * OC;
+            const T* x = inp + r * C;
+            T* di = dinp + r * C;
+            for (int64_t k = 0; k < C; ++k) {
+                T s = 0;
+                if (x[k] > T(0)) {
+                    const T* wk = w + k * OC;
+                    for (int64_t j = 0; j < OC; ++j) s += d[j] * wk[j];
+                }
+                di[k] = s;
+            }
+        }
+    }
+    for (int64_t j = 0; j < OC; ++j) {
+        T s = 0;
+        for (int64_t r = 0; r < B; ++r) s += dout[r * OC + j];
+        b[j] += -lr * s;
+    }
+    int64_t nrows = 0;
+    for (int64_t r = 0; r < B; ++r) {
+        const int32_t* id = nz_idx + r * C;
+        for (int32_t t = 0; t < nz_count[r]; ++t) {
+            const int32_t k = id[t];
+            if (!mark[k]) { mark[k] = 1; rows_used[nrows++] = k; }
+        }
+    }
+    for (int64_t u = 0; u < nrows; ++u) {
+        const int64_t k = rows_used[u];
+        mark[k] = 0;
+        T* __restrict g = grad_row;
+        for (int64_t j = 0; j < OC; ++j) g[j] = 0;
+        for (int64_t r = 0; r < B; ++r) {
+            const T x = inp[r * C + k];
+            if (x != T(0)) axpy(g, x, dout + r * OC, OC);
+        }
+        T* __restrict wk = w + k * OC;
+        const T nlr = -lr;
+        for (int64_t j = 0; j < OC; ++j) wk[j] += nlr * g[j];
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A training epoch: batches in order (or in job.order), each a forward pass,
+// the fused softmax/cross-entropy gradient, and backward + SGD per layer.
+
+template <class T>
+static void train_epoch_t(TrainJob<T>& job) {
+    const NetView<T>& net = job.net;
+    const int L = net.nlayers;
+    const int64_t B = job.batch;
+    int64_t widest = 0;
+    for (int l = 0; l <= L; ++l) widest = tmax(widest, net.sizes[l]);
+
+    // One workspace for the whole epoch: activations, nonzero lists and deltas per layer.
+    int64_t act_elems = 0;
+    for (int l = 0; l <= L; ++l) act_elems += B * net.sizes[l];
+    Scratch act_mem(sizeof(T) * (size_t)act_elems);
+    Scratch delta_mem(sizeof(T) * (size_t)act_elems);
+    Scratch nz_mem(sizeof(int32_t) * (size_t)(act_elems + B * (L + 1)));
+    Scratch misc(sizeof(T) * (size_t)(widest + 256) + sizeof(int32_t) * (size_t)(widest + B) + (size_t)widest);
+    T* act[64];
+    T* delta[64];
+    int32_t* nz_idx[64];
+    int32_t* nz_cnt[64];
+    {
+        T* pa = act_mem.as<T>();
+        T* pd = delta_mem.as<T>();
+        int32_t* pn = nz_mem.as<int32_t>();
+        for (int l = 0; l <= L; ++l) {
+            act[l] = pa; pa += B * net.sizes[l];
+            delta[l] = pd; pd += B * net.sizes[l];
+            nz_idx[l] = pn; pn += B * net.sizes[l];
+            nz_cnt[l] = pn; pn += B;
+        }
+    }
+    T* grad_row = misc.as<T>();
+    T* lut = grad_row + widest;
+    int32_t* rows_used = reinterpret_cast<int32_t*>(lut + 256);
+    int32_t* ybuf = rows_used + widest;  // labels of the batch, in batch order
+    uint8_t* mark = reinterpret_cast<uint8_t*>(ybuf + B);
+    memset(mark, 0, (size_t)widest);
+    make_u8_lut(lut);
+
+    const int64_t classes = net.sizes[L];
+    const int64_t nbatches = (job.n + B - 1) / B;
+    for (int64_t bi = 0; bi < nbatches; ++bi) {
+        if (job.should_stop && (bi & 255) == 0 && bi > 0 && job.should_stop(job.stop_ctx)) {
+            job.stopped = true;
+            break;
+        }
+        const int64_t start = bi * B;
+        const int64_t rows = tmin(B, job.n - start);  // the last batch may be partial
+        gather_rows(act[0], job.x, job.order, start, rows, lut);
+        for (int l = 0; l < L; ++l) {
+            // ReLU outputs are about half zeros, so hidden layers skip zeros too.
+            list_nonzeros(nz_idx[l], nz_cnt[l], act[l], rows, net.sizes[l], job.sparse);
+            linear_forward(act[l + 1], act[l], nz_idx[l], nz_cnt[l], net.w[l], net.b[l], rows,
+                           net.sizes[l], net.sizes[l + 1], l + 1 < L);
+        }
+        for (int64_t r = 0; r < rows; ++r) ybuf[r] = job.y[job.order ? job.order[start + r] : start + r];
+        const double loss = softmax_xent_rows<T>(nullptr, delta[L], act[L], ybuf, rows, classes, nullptr);
+        job.loss_sum += loss;
+        if (!(loss == loss) || loss - loss != 0) {  // NaN or +-Inf
+            if (job.first_nonfinite_batch < 0) job.first_nonfinite_batch = bi;
+        }
+        for (int l = L - 1; l >= 0; --l) {
+            linear_backward(l > 0 ? delta[l] : (T*)nullptr, net.w[l], net.b[l], delta[l + 1], act[l],
+                            nz_idx[l], nz_cnt[l], rows, net.sizes[l], net.sizes[l + 1], job.lr, mark,
+                            rows_used, grad_row);
+        }
+        job.batches_done = bi + 1;
+        job.samples_done = start + rows;
+        if (job.first_nonfinite_batch >= 0 && job.stop_on_nonfinite) break;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Forward pass over many rows, in chunks split between threads. Each chunk's
+// loss lands in its own slot and the slots are summed in order, so the result
+// does not depend on the thread count.
+
+constexpr int64_t EVAL_CHUNK = 256;
+
+template <class T>
+static void evaluate_t(EvalJob<T>& job) {
+    const NetView<T>& net = job.net;
+    const int L = net.nlayers;
+    const int64_t classes = net.sizes[L];
+    int64_t widest = 0;
+    for (int l = 0; l <= L; ++l) widest = tmax(widest, net.sizes[l]);
+    const int64_t nchunks = (job.n + EVAL_CHUNK - 1) / EVAL_CHUNK;
+    Scratch slot_loss(sizeof(double) * (size_t)(nchunks + 1));
+    Scratch slot_correct(sizeof(int64_t) * (size_t)(nchunks + 1));
+    double* sl = slot_loss.as<double>();
+    int64_t* sc = slot_correct.as<int64_t>();
+    const int nt = job.nthreads > 0 ? job.nthreads : 1;
+    const size_t per_thread = (size_t)(2 * EVAL_CHUNK * widest + 256 + EVAL_CHUNK);
+    Scratch bufs(sizeof(T) * per_thread * (size_t)nt);
+#pragma omp parallel num_threads(nt) if (nt > 1 && nchunks > 1)
+    {
+        T* cur = bufs.as<T>() + per_thread * (size_t)thread_id();
+        T* nxt = cur + EVAL_CHUNK * widest;
+        T* lut = nxt + EVAL_CHUNK * widest;
+        int32_t* pred = reinterpret_cast<int32_t*>(lut + 256);
+        make_u8_lut(lut);
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < nchunks; ++c) {
+            const int64_t start = c * EVAL_CHUNK;
+            const int64_t rows = tmin(EVAL_CHUNK, job.n - start);
+            T* in = cur;
+            T* out = nxt;
+            gather_rows(in, job.x, nullptr, start, rows, lut);
+            for (int l = 0; l < L; ++l) {
+                const int64_t C = net.sizes[l], OC = net.sizes[l + 1];
+                GemmJob<T> g{rows, OC, C, in, C, false, net.w[l], OC, false, out, OC, 1};
+                gemm_t(g);
+                const T* b = net.b[l];
+                for (int64_t r = 0; r < rows; ++r) {
+                    T* o = out + r * OC;
+                    for (int64_t j = 0; j < OC; ++j) o[j] += b[j];
+                    if (l + 1 < L)
+                        for (int64_t j = 0; j < OC; ++j) o[j] = o[j] > T(0) ? o[j] : T(0);
+                }
+                T* t = in; in = out; out = t;
+            }
+            sl[c] = softmax_xent_rows<T>(job.probs ? job.probs + start * classes : nullptr, nullptr, in,
+                                         job.y ? job.y + start : nullptr, rows, classes, pred);
+            int64_t ok = 0;
+            for (int64_t r = 0; r < rows; ++r) {
+                if (job.pred) job.pred[start + r] = pred[r];
+                if (job.y) ok += pred[r] == job.y[start + r];
+            }
+            sc[c] = ok;
+        }
+    }
+    double loss = 0;
+    int64_t correct = 0;
+    for (int64_t c = 0; c < nchunks; ++c) { loss += sl[c]; correct += sc[c]; }
+    job.loss_sum = loss;
+    job.correct = correct;
+}
+
+template <class T>
+static void relu_t(T* out, const T* in, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) out[i] = in[i] > T(0) ? in[i] : T(0);
+}
+
+template <class T>
+static double softmax_xent_t(T* probs, T* dlogits, const T* z, const int32_t* y, int64_t rows, int64_t cols) {
+    const double s = softmax_xent_rows<T>(probs, dlogits, z, y, rows, cols, nullptr);
+    return rows > 0 ? s / (double)rows : 0.0;
+}
+
+template <class T>
+static constexpr Kernels<T> make_kernels(const char* isa) {
+    return Kernels<T>{isa, &gemm_t<T>, &gemm_naive_t<T>, &train_epoch_t<T>, &evaluate_t<T>, &relu_t<T>,
+                      &softmax_xent_t<T>};
+}

@@ -1,0 +1,21 @@
+"""mnist_mlp: multilayer perceptrons for MNIST-style data, trained by a C++ core
+and checked against a plain NumPy reference (`mnist_mlp.reference`)."""
+
+from __future__ import annotations
+
+from . import _core, ops, reference
+from .idx import IdxError, load_mnist, read_idx, write_idx
+from .model import MLP
+
+__version__: str = _core.__version__
+
+__all__ = [
+    "MLP",
+    "IdxError",
+    "__version__",
+    "load_mnist",
+    "ops",
+    "read_idx",
+    "reference",
+    "write_idx",
+]

@@ -1,0 +1,127 @@
+"""Argument checks shared by the public API. Everything here runs before C++
+touches memory, and each failure names the argument, the value and what was
+expected."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INPUT_DTYPES = (np.dtype(np.uint8),) + FLOAT_DTYPES
+
+
+def model_dtype(dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as e:
+        raise TypeError(f"dtype: {dtype!r} is not a NumPy dtype; use float32 or float64") from e
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype: {dt} is not supported; use float32 or float64")
+    return dt
+
+
+def positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def positive_float(name: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be finite and > 0, got {value}")
+    return value
+
+
+def num_threads(value: Any) -> int | None:
+    if value is None:
+        return None
+    return positive_int("num_threads", value)
+
+
+def layer_sizes(sizes: Any) -> list[int]:
+    try:
+        sizes = list(sizes)
+    except TypeError as e:
+        raise TypeError(f"layer_sizes must be a sequence of integers, got {sizes!r}") from e
+    if len(sizes) < 3:
+        raise ValueError(
+            f"layer_sizes needs an input size, at least one hidden layer and an output size, got {sizes}"
+        )
+    if len(sizes) > 65:
+        raise ValueError(f"layer_sizes: at most 64 weight layers are supported, got {len(sizes) - 1}")
+    out = []
+    for i, s in enumerate(sizes):
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral):
+            raise TypeError(f"layer_sizes[{i}] must be an integer, got {s!r}")
+        if not 1 <= int(s) <= 1 << 24:
+            raise ValueError(f"layer_sizes[{i}] must be in [1, 16777216], got {s}")
+        out.append(int(s))
+    if out[-1] < 2:
+        raise ValueError(f"the output layer needs at least 2 classes, got {out[-1]}")
+    return out
+
+
+def inputs(x: Any, features: int, *, name: str = "x", check_finite: bool = True) -> np.ndarray:
+    """Returns x as a 2-D (samples, features) array the C++ core can read
+    without copying: uint8 pixels, float32 or float64, C- or F-ordered."""
+    if not isinstance(x, np.ndarray):
+        x = np.asarray(x)
+    if x.dtype not in INPUT_DTYPES:
+        raise TypeError(
+            f"{name}: dtype {x.dtype} is not supported; use uint8 pixels (scaled by 1/255) "
+            "or float32/float64 features"
+        )
+    if x.ndim == 1:
+        raise ValueError(f"{name} must be 2-D (samples, features), got shape {x.shape}; use x[None, :] for one sample")
+    if x.ndim > 2:
+        x = x.reshape(x.shape[0], -1)  # (N, 28, 28) images -> (N, 784)
+    if x.shape[1] != features:
+        raise ValueError(f"{name} has {x.shape[1]} features per sample, the model expects {features}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 samples)")
+    if any(s % x.itemsize for s in x.strides):
+        x = np.ascontiguousarray(x)
+    if check_finite and x.dtype != np.uint8 and not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(f"{name} holds a non-finite value {x[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+    return x
+
+
+def labels(y: Any, n: int, classes: int, *, name: str = "y") -> np.ndarray:
+    """Class ids (n,) or one-hot rows (n, classes) -> contiguous int32 ids."""
+    y = np.asarray(y)
+    if y.ndim == 2:
+        if y.shape != (n, classes):
+            raise ValueError(f"{name}: one-hot labels must have shape ({n}, {classes}), got {y.shape}")
+        if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.number):
+            raise TypeError(f"{name}: one-hot labels must be numeric, got dtype {y.dtype}")
+        ones = y == 1
+        if not ((ones | (y == 0)).all() and (ones.sum(axis=1) == 1).all()):
+            row = int(np.argmax(~((ones | (y == 0)).all(axis=1) & (ones.sum(axis=1) == 1))))
+            raise ValueError(f"{name}: row {row} is not one-hot (exactly one 1, the rest 0): {y[row]}")
+        return np.ascontiguousarray(np.argmax(y, axis=1), dtype=np.int32)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be class ids (n,) or one-hot (n, classes), got shape {y.shape}")
+    if len(y) != n:
+        raise ValueError(f"len({name}) = {len(y)} but there are {n} samples")
+    if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"{name}: class ids must be integers, got dtype {y.dtype}")
+    if n:
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= classes:
+            bad = int(np.argmax((y < 0) | (y >= classes)))
+            raise ValueError(
+                f"{name}: label {int(y[bad])} at index {bad} is outside [0, {classes}) "
+                f"for a model with {classes} outputs"
+            )
+    return np.ascontiguousarray(y, dtype=np.int32)
