@@ -221,7 +221,24 @@ std::unique_ptr<ByteSource> open_idx_memory(const void* data, size_t size, const
     return open_source(std::make_unique<MemoryInput>(data, size), name);
 }
 
+static IdxHeader parse_header(ByteSource& src, const std::string& name);
+
 IdxHeader read_idx_header(ByteSource& src, const std::string& name) {
+    try {
+        return parse_header(src, name);
+    } catch (const IdxError&) {
+        // A damaged gzip stream can inflate to a garbage header before zlib sees the bad
+        // checksum; report the corruption, the real cause, when the stream has one.
+        if (src.compressed()) {
+            uint8_t sink[1 << 14];
+            while (src.read(sink, sizeof sink) == sizeof sink) {
+            }
+        }
+        throw;
+    }
+}
+
+static IdxHeader parse_header(ByteSource& src, const std::string& name) {
     uint8_t magic[4];
     size_t got = src.read(magic, 4);
     if (got < 4)

@@ -1,0 +1,193 @@
+"""IDX reading and writing: round trips of every type, raw against gzip, and
+every malformed case raising IdxError (a ValueError) that names the file."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+
+import numpy as np
+import pytest
+
+import mnist_mlp as mm
+
+TYPES = [
+    (np.uint8, 0x08),
+    (np.int8, 0x09),
+    (np.int16, 0x0B),
+    (np.int32, 0x0C),
+    (np.float32, 0x0D),
+    (np.float64, 0x0E),
+]
+
+
+def _sample(dtype, shape, rng):
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=shape, endpoint=True, dtype=dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _header(code, dims):
+    return bytes([0, 0, code, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims)
+
+
+@pytest.mark.parametrize("dtype,code", TYPES)
+@pytest.mark.parametrize("shape", [(5,), (3, 4), (2, 3, 4), (2, 1, 3, 2)])
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_round_trip_every_type(tmp_path, dtype, code, shape, suffix):
+    arr = _sample(dtype, shape, np.random.default_rng(0))
+    path = tmp_path / f"a.idx{suffix}"
+    mm.write_idx(path, arr)
+    raw = path.read_bytes()
+    if suffix:
+        assert raw[:2] == b"\x1f\x8b"
+        raw = gzip.decompress(raw)
+    assert raw[:4] == bytes([0, 0, code, len(shape)])
+    # The payload is big-endian, as the format says.
+    assert raw[4 + 4 * len(shape) :] == arr.astype(np.dtype(dtype).newbyteorder(">")).tobytes()
+    back = mm.read_idx(path)
+    assert back.dtype == np.dtype(dtype) and back.shape == shape
+    np.testing.assert_array_equal(back, arr)  # bitwise round trip
+    np.testing.assert_array_equal(mm.read_idx(raw), arr)  # from bytes
+
+
+def test_gzip_is_detected_by_content_not_name(tmp_path):
+    arr = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    raw = _header(0x0B, arr.shape) + arr.astype(">i2").tobytes()
+    (tmp_path / "compressed.idx").write_bytes(gzip.compress(raw))
+    (tmp_path / "plain.gz").write_bytes(raw)
+    np.testing.assert_array_equal(mm.read_idx(tmp_path / "compressed.idx"), arr)
+    np.testing.assert_array_equal(mm.read_idx(tmp_path / "plain.gz"), arr)
+
+
+def test_concatenated_gzip_members(tmp_path):
+    raw = _header(0x08, [6]) + bytes(range(6))
+    (tmp_path / "two.gz").write_bytes(gzip.compress(raw[:7]) + gzip.compress(raw[7:]))
+    np.testing.assert_array_equal(mm.read_idx(tmp_path / "two.gz"), np.arange(6, dtype=np.uint8))
+
+
+def test_empty_dimension(tmp_path):
+    arr = mm.read_idx(_header(0x0D, [0, 28]))
+    assert arr.shape == (0, 28) and arr.dtype == np.float32
+
+
+def test_writer_rejects_what_idx_cannot_hold(tmp_path):
+    with pytest.raises(TypeError, match="int64"):
+        mm.write_idx(tmp_path / "x", np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="1 to 255"):
+        mm.write_idx(tmp_path / "x", np.float32(1.0))
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+GOOD = _header(0x08, [2, 3]) + bytes(6)
+
+MALFORMED = [
+    ("empty", b"", "truncated header"),
+    ("short magic", b"\x00\x00\x08", "truncated header"),
+    ("wrong magic", b"\x01\x00\x08\x01" + struct.pack(">I", 1) + b"\x00", "bad magic"),
+    ("text file", b"hello world, not idx", "bad magic"),
+    ("unknown type", b"\x00\x00\x07\x01" + struct.pack(">I", 1) + b"\x00", "unknown type code 0x07"),
+    ("zero dims", b"\x00\x00\x08\x00", "number of dimensions is 0"),
+    ("truncated dims", b"\x00\x00\x08\x03" + struct.pack(">I", 2), "truncated header"),
+    ("truncated body", _header(0x08, [2, 3]) + bytes(5), "truncated data"),
+    ("truncated f64 body", _header(0x0E, [4]) + bytes(31), "truncated data"),
+    ("trailing bytes", GOOD + b"\x00\x01", "2 trailing bytes"),
+    ("overflowing dims", _header(0x0E, [0xFFFFFFFF] * 4), "overflow"),
+    ("allocation the file cannot back", _header(0x08, [60000, 28, 28]) + bytes(100), "need 47040000 bytes"),
+]
+
+
+@pytest.mark.parametrize("name,data,match", MALFORMED, ids=[m[0] for m in MALFORMED])
+@pytest.mark.parametrize("compress", [False, True])
+def test_malformed_files_raise_named_errors(tmp_path, name, data, match, compress):
+    path = tmp_path / "bad.idx"
+    path.write_bytes(gzip.compress(data) if compress else data)
+    if compress and match.startswith("need"):
+        # The gzip's size bounds what it can inflate to, so the header alone is refused.
+        match = "more than this gzip file could inflate to"
+    with pytest.raises(mm.IdxError, match=match) as info:
+        mm.read_idx(path)
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_corrupt_gzip(tmp_path):
+    blob = bytearray(gzip.compress(GOOD * 50))
+    blob[12:20] = b"\xff" * 8
+    path = tmp_path / "corrupt.gz"
+    path.write_bytes(bytes(blob))
+    with pytest.raises(mm.IdxError, match="corrupt gzip|truncated|trailing") as info:
+        mm.read_idx(path)
+    assert str(path) in str(info.value)
+
+
+def test_truncated_gzip(tmp_path):
+    blob = gzip.compress(_header(0x08, [1000]) + bytes(range(256)) * 4)[:-30]
+    path = tmp_path / "cut.gz"
+    path.write_bytes(blob)
+    with pytest.raises(mm.IdxError, match="truncated gzip stream"):
+        mm.read_idx(path)
+
+
+def test_garbage_after_gzip_stream(tmp_path):
+    path = tmp_path / "junk.gz"
+    path.write_bytes(gzip.compress(GOOD) + b"JUNK")
+    with pytest.raises(mm.IdxError, match="trailing bytes after the gzip stream"):
+        mm.read_idx(path)
+
+
+def test_gzip_bomb_header_is_refused_before_allocating(tmp_path):
+    # A 40-byte gzip whose header claims 4 TB: refused from the header alone.
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(gzip.compress(_header(0x0E, [1 << 20, 1 << 19])))
+    with pytest.raises(mm.IdxError, match="more than this gzip file could inflate to"):
+        mm.read_idx(path)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.idx"):
+        mm.read_idx(tmp_path / "nope.idx")
+    with pytest.raises(IsADirectoryError):
+        mm.read_idx(tmp_path)
+
+
+def test_mnist_files_match_published_hashes(mnist):
+    # data/README.md lists the SHA-256 of each file's uncompressed content.
+    from conftest import DATA
+
+    expected = {}
+    for line in (DATA / "README.md").read_text().splitlines():
+        parts = line.strip("| ").split()
+        if parts and len(parts[0]) == 64 and all(c in "0123456789abcdef" for c in parts[0]):
+            expected[parts[-1].strip("`|")] = parts[0]
+    assert len(expected) == 4
+    for name, digest in expected.items():
+        assert hashlib.sha256(gzip.decompress((DATA / f"{name}.gz").read_bytes())).hexdigest() == digest
+
+
+def test_load_mnist_shapes(mnist):
+    (x, y), (xt, yt) = mnist
+    assert x.shape == (60000, 28, 28) and x.dtype == np.uint8
+    assert y.shape == (60000,) and y.dtype == np.uint8
+    assert xt.shape == (10000, 28, 28) and yt.shape == (10000,)
+    assert y.max() == 9 and yt.min() == 0
+    assert int(y[0]) == 5 and int(yt[0]) == 7  # the seed notebook shows test_labels[0] == 7
+
+
+def test_load_mnist_reports_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz"):
+        mm.load_mnist(tmp_path)
+
+
+def test_load_mnist_checks_counts(tmp_path):
+    mm.write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros((3, 28, 28), np.uint8))
+    mm.write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(2, np.uint8))
+    mm.write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((1, 28, 28), np.uint8))
+    mm.write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(1, np.uint8))
+    with pytest.raises(ValueError, match="3 images but .* 2 labels"):
+        mm.load_mnist(tmp_path)
+    mm.write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.array([0, 1, 12], np.uint8))
+    with pytest.raises(ValueError, match="label 12"):
+        mm.load_mnist(tmp_path)

@@ -1,0 +1,321 @@
+"""MLP against the pure-NumPy reference, torch, finite differences, and its API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mnist_mlp as mm
+from conftest import rel_max_diff
+from mnist_mlp.reference import NumpyMLP
+
+# Tolerances (max |dW| / max |W| after training from identical weights):
+# float64 reorders sums of ~800 terms (~1e-16 each) and 250 steps compound them
+# mildly: 1e-9 leaves four orders of margin over what we measure (~1e-15).
+# float32: the same at eps 6e-8, ~1e-6 measured after 100 steps; the issue's bound is 1e-4.
+TOL64 = 1e-9
+TOL32 = 1e-4
+
+
+def _params(model):
+    return list(model.weights) + list(model.biases)
+
+
+def _assert_same_params(model, ref, tol):
+    for a, b in zip(_params(model), _params(ref)):
+        assert a.shape == b.shape
+        assert rel_max_diff(a, b) <= tol, rel_max_diff(a, b)
+
+
+def _pair(sizes, dtype, seed=0):
+    m = mm.MLP(sizes, seed=seed, dtype=dtype)
+    r = NumpyMLP(sizes, seed=seed, dtype=dtype)
+    for a, b in zip(_params(m), _params(r)):
+        np.testing.assert_array_equal(a, b)  # the same seed gives the same start
+    return m, r
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_float64_epoch_matches_reference(mnist, isa, sparse):
+    (x, y), _ = mnist
+    m, r = _pair([784, 300, 10], np.float64)
+    m.fit(x[:2000], y[:2000], epochs=1, lr=0.1, batch_size=8, sparse=sparse)
+    r.fit(x[:2000], y[:2000], epochs=1, lr=0.1, batch_size=8)
+    _assert_same_params(m, r, TOL64)
+
+
+def test_float32_100_steps_match_reference(mnist, isa):
+    (x, y), _ = mnist
+    m, r = _pair([784, 300, 10], np.float32)
+    m.fit(x[:800], y[:800], batch_size=8)
+    r.fit(x[:800], y[:800], batch_size=8)
+    _assert_same_params(m, r, TOL32)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 64, 300])
+def test_batch_sizes_and_partial_last_batch(mnist, batch_size):
+    (x, y), _ = mnist
+    n = 601  # never a multiple of the batch: the last batch is partial
+    m, r = _pair([784, 50, 10], np.float64, seed=3)
+    m.fit(x[:n], y[:n], batch_size=batch_size, lr=0.05)
+    r.fit(x[:n], y[:n], batch_size=batch_size, lr=0.05)
+    _assert_same_params(m, r, TOL64)
+
+
+def test_deeper_network_and_shuffle(mnist):
+    (x, y), _ = mnist
+    m, r = _pair([784, 64, 32, 16, 10], np.float64, seed=7)
+    m.fit(x[:1000], y[:1000], epochs=2, shuffle=True)
+    r.fit(x[:1000], y[:1000], epochs=2, shuffle=True)
+    _assert_same_params(m, r, TOL64)
+
+
+@pytest.mark.parametrize("form", ["float32", "float64", "fortran", "strided", "images3d", "onehot"])
+def test_input_forms_give_the_uint8_result(mnist, form):
+    (x, y), _ = mnist
+    x, y = x[:500], y[:500]
+    base, _ = _pair([784, 40, 10], np.float64, seed=1)
+    base.fit(x.reshape(500, -1), y)
+    other = mm.MLP([784, 40, 10], seed=1, dtype=np.float64)
+    flat = x.reshape(500, -1)
+    xs = {
+        "float32": flat.astype(np.float32) / np.float32(255),
+        "float64": flat / 255.0,
+        "fortran": np.asfortranarray(flat),
+        "strided": np.concatenate([flat, flat], axis=1)[:, ::2] * 0 + flat,  # non-contiguous view below
+        "images3d": x,
+        "onehot": flat,
+    }[form]
+    if form == "strided":
+        wide = np.zeros((500, 784 * 2), np.uint8)
+        wide[:, ::2] = flat
+        xs = wide[:, ::2]
+        assert not xs.flags.c_contiguous
+    ys = np.eye(10)[y] if form == "onehot" else y
+    other.fit(xs, ys)
+    # float32 pixels are rounded before the float64 model sees them: ~1e-8.
+    tol = 1e-6 if form == "float32" else TOL64
+    for a, b in zip(_params(other), _params(base)):
+        assert rel_max_diff(a, b) <= tol
+
+
+def test_finite_difference_gradient():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 4))
+    y = np.array([0, 2, 1, 2, 0])
+    m = mm.MLP([4, 6, 3], seed=2, dtype=np.float64)
+    w0 = [w.copy() for w in m.weights]
+    b0 = [b.copy() for b in m.biases]
+    lr = 1.0
+    m.fit(x, y, epochs=1, lr=lr, batch_size=5)  # one full-batch step: W1 = W0 - lr * grad
+    analytic = [(a - b) / lr for a, b in zip(w0 + b0, _params(m))]
+
+    def loss(ws, bs):
+        return mm.MLP.from_weights(ws, bs).evaluate(x, y)[0]
+
+    eps = 1e-6
+    params = w0 + b0
+    for i, p in enumerate(params):
+        for idx in np.ndindex(p.shape):
+            plus = [q.copy() for q in params]
+            minus = [q.copy() for q in params]
+            plus[i][idx] += eps
+            minus[i][idx] -= eps
+            numeric = (loss(plus[:2], plus[2:]) - loss(minus[:2], minus[2:])) / (2 * eps)
+            # central differences: O(eps^2) truncation + O(1e-16/eps) rounding ~ 1e-9
+            assert analytic[i][idx] == pytest.approx(numeric, abs=1e-8, rel=1e-6)
+
+
+def test_matches_torch_sgd(mnist):
+    torch = pytest.importorskip("torch")
+    (x, y), _ = mnist
+    steps, batch = 50, 8
+    m = mm.MLP([784, 100, 10], seed=5, dtype=np.float64)
+    lin1, lin2 = torch.nn.Linear(784, 100).double(), torch.nn.Linear(100, 10).double()
+    with torch.no_grad():
+        for lin, w, b in zip((lin1, lin2), m.weights, m.biases):
+            lin.weight.copy_(torch.from_numpy(w.T.copy()))
+            lin.bias.copy_(torch.from_numpy(b.copy()))
+    net = torch.nn.Sequential(lin1, torch.nn.ReLU(), lin2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    xf = torch.from_numpy(x[: steps * batch].reshape(-1, 784) / 255.0)
+    yt = torch.from_numpy(y[: steps * batch].astype(np.int64))
+    for s in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(xf[s * batch : (s + 1) * batch]), yt[s * batch : (s + 1) * batch]).backward()
+        opt.step()
+    m.fit(x[: steps * batch], y[: steps * batch], lr=0.1, batch_size=batch)
+    theirs = [lin1.weight.detach().numpy().T, lin2.weight.detach().numpy().T, lin1.bias.detach().numpy(), lin2.bias.detach().numpy()]
+    for a, b in zip(_params(m), theirs):
+        assert rel_max_diff(a, b) <= TOL64
+
+
+@pytest.mark.slow
+def test_one_epoch_on_full_mnist_reaches_96_percent(mnist):
+    # Measured over seeds 0-5: in file order the seed's first epoch ends at
+    # 95.6-96.2% (the notebook printed 95.91%), shuffled at 96.1-97.3%. So the
+    # 96% bar is checked shuffled, and the in-order run against the notebook's level.
+    (x, y), (xt, yt) = mnist
+    m = mm.MLP([784, 300, 10], seed=0)
+    hist = m.fit(x, y, epochs=1, lr=0.1, batch_size=8, shuffle=True, validation_data=(xt, yt))
+    assert hist[0]["test_accuracy"] >= 0.96
+    in_order = mm.MLP([784, 300, 10], seed=0)
+    assert in_order.fit(x, y, validation_data=(xt, yt))[0]["test_accuracy"] >= 0.955
+    loss, acc = m.evaluate(xt, yt)
+    assert acc == hist[0]["test_accuracy"]
+    r = NumpyMLP.from_weights(m.weights, m.biases)
+    rl, ra = r.evaluate(xt, yt)
+    assert loss == pytest.approx(rl, rel=1e-5)  # float32 forward, summed in float64
+    assert abs(acc - ra) <= 2 / len(yt)  # at most two float32 near-ties may flip
+
+
+def test_predict_and_proba_agree_with_reference(mnist):
+    _, (xt, yt) = mnist
+    m = mm.MLP([784, 30, 10], seed=4, dtype=np.float64)
+    r = NumpyMLP([784, 30, 10], seed=4, dtype=np.float64)
+    p = m.predict_proba(xt[:1000])
+    np.testing.assert_allclose(p, r.predict_proba(xt[:1000]), rtol=1e-10, atol=1e-15)
+    np.testing.assert_array_equal(m.predict(xt[:1000]), np.argmax(p, axis=1))
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-12)
+    loss, acc = m.evaluate(xt[:1000], yt[:1000], num_threads=1)
+    assert (loss, acc) == m.evaluate(xt[:1000], yt[:1000], num_threads=2)  # fixed-order reduction
+    rl, ra = r.evaluate(xt[:1000], yt[:1000])
+    assert loss == pytest.approx(rl, rel=1e-12) and acc == ra
+
+
+def test_weights_are_views_of_the_model():
+    m = mm.MLP([4, 3, 2], seed=0)
+    w = m.weights[1]
+    w[...] = 0
+    m.biases[1][...] = np.array([1.0, 2.0], np.float32)
+    assert np.all(m.predict(np.ones((3, 4), np.float32)) == 1)
+    assert m.weights[1].base is not None and np.shares_memory(w, m.weights[1])
+    del m
+    assert np.all(w == 0)  # the view keeps the parameters alive
+
+
+def test_from_weights_copies_and_keeps_dtype():
+    ws = [np.ones((3, 4)), np.ones((4, 2))]
+    bs = [np.zeros(4), np.zeros((1, 2))]  # the seed's (1, n) bias shape is accepted
+    m = mm.MLP.from_weights(ws, bs)
+    assert m.dtype == np.float64 and m.layer_sizes == [3, 4, 2]
+    ws[0][0, 0] = 5
+    assert m.weights[0][0, 0] == 1
+
+
+def test_history_callback_and_verbose(mnist, capsys):
+    (x, y), (xt, yt) = mnist
+    m = mm.MLP([784, 20, 10], seed=0)
+    seen = []
+    hist = m.fit(x[:300], y[:300], epochs=5, validation_data=(xt[:100], yt[:100]), verbose=True,
+                 callback=lambda rec: seen.append(rec["epoch"]) or len(seen) < 2)
+    assert seen == [0, 1] and [h["epoch"] for h in hist] == [0, 1]
+    assert set(hist[0]) >= {"epoch", "seconds", "train_loss", "train_accuracy", "test_loss", "test_accuracy"}
+    out = capsys.readouterr().out
+    assert "Epoch 1 - Error on test: " in out and "Accuracy on train:" in out
+    m.fit(x[:300], y[:300], epochs=1)
+    assert [h["epoch"] for h in m.history] == [0, 1, 2]
+
+
+def test_divergence_raises_floating_point_error():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 5)) * 1e3
+    y = rng.integers(0, 3, 64)
+    m = mm.MLP([5, 8, 3], seed=0, dtype=np.float32)
+    with pytest.raises(FloatingPointError, match=r"epoch 0, batch \d+"):
+        m.fit(x, y, lr=1e30, batch_size=4)
+
+
+def test_save_load_round_trip(tmp_path, mnist):
+    (x, y), _ = mnist
+    m = mm.MLP([784, 16, 10], seed=0, dtype=np.float64)
+    m.fit(x[:200], y[:200])
+    path = tmp_path / "m.npz"
+    m.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temporary left behind
+    back = mm.MLP.load(path)
+    assert back.layer_sizes == m.layer_sizes and back.dtype == np.float64
+    for a, b in zip(_params(back), _params(m)):
+        np.testing.assert_array_equal(a, b)
+    assert back.history == m.history
+
+
+def test_load_rejects_corrupt_and_foreign_files(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="bad.npz"):
+        mm.MLP.load(bad)
+    other = tmp_path / "other.npz"
+    np.savez(other, a=np.zeros(3))
+    with pytest.raises(ValueError, match="missing field 'format'"):
+        mm.MLP.load(other)
+    m = mm.MLP([4, 3, 2], seed=0)
+    good = tmp_path / "good.npz"
+    m.save(good)
+    data = dict(np.load(good))
+    data["w1"] = np.zeros((5, 2), np.float32)
+    np.savez(tmp_path / "shapes.npz", **data)
+    with pytest.raises(ValueError, match="layer 1 has shapes"):
+        mm.MLP.load(tmp_path / "shapes.npz")
+
+
+X4 = np.zeros((6, 4), np.float32)
+Y4 = np.zeros(6, np.int64)
+
+
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda m: m.fit(X4, np.array([0, 1, 2, 3, 4, 5])), ValueError, "label 3 at index 3 is outside"),
+        (lambda m: m.fit(X4, np.array([0, -1, 0, 0, 0, 0])), ValueError, "label -1"),
+        (lambda m: m.fit(np.zeros((6, 5), np.float32), Y4), ValueError, "5 features"),
+        (lambda m: m.fit(X4, Y4[:5]), ValueError, r"len\(y\) = 5"),
+        (lambda m: m.fit(X4, Y4, batch_size=0), ValueError, "batch_size must be >= 1"),
+        (lambda m: m.fit(X4, Y4, batch_size=2.5), TypeError, "batch_size must be an integer"),
+        (lambda m: m.fit(X4, Y4, lr=float("nan")), ValueError, "lr must be finite"),
+        (lambda m: m.fit(X4, Y4, lr=-0.1), ValueError, "lr must be finite and > 0"),
+        (lambda m: m.fit(X4, Y4, epochs=0), ValueError, "epochs"),
+        (lambda m: m.fit(X4.astype(np.float16), Y4), TypeError, "float16"),
+        (lambda m: m.fit(X4.astype(np.int32), Y4), TypeError, "int32"),
+        (lambda m: m.fit(np.full((6, 4), np.nan, np.float32), Y4), ValueError, "non-finite"),
+        (lambda m: m.fit(X4, Y4.astype(np.float64)), TypeError, "integers"),
+        (lambda m: m.fit(X4, np.full((6, 3), 0.5)), ValueError, "not one-hot"),
+        (lambda m: m.fit(X4[:0], Y4[:0]), ValueError, "empty"),
+        (lambda m: m.fit(X4[0], Y4), ValueError, "2-D"),
+        (lambda m: m.fit(X4, Y4, validation_data=X4), TypeError, "pair"),
+        (lambda m: m.predict(np.zeros((2, 3), np.float32)), ValueError, "3 features"),
+        (lambda m: m.fit(X4, Y4, num_threads=0), ValueError, "num_threads"),
+    ],
+)
+def test_bad_arguments_raise_before_training(call, exc, match):
+    m = mm.MLP([4, 3, 3], seed=0)
+    before = [p.copy() for p in _params(m)]
+    with pytest.raises(exc, match=match):
+        call(m)
+    for a, b in zip(_params(m), before):
+        np.testing.assert_array_equal(a, b)  # nothing was written
+
+
+@pytest.mark.parametrize(
+    "sizes,kw,exc,match",
+    [
+        ([784, 10], {}, ValueError, "at least one hidden layer"),
+        ([784, 0, 10], {}, ValueError, r"layer_sizes\[1\]"),
+        ([784, 300, 1], {}, ValueError, "at least 2 classes"),
+        ([784, 3.5, 10], {}, TypeError, "integer"),
+        ([784, 300, 10], {"dtype": np.int32}, TypeError, "int32"),
+        ([784, 300, 10], {"dtype": "float16"}, TypeError, "float16"),
+    ],
+)
+def test_bad_constructor_arguments(sizes, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        mm.MLP(sizes, **kw)
+
+
+def test_from_weights_validation():
+    with pytest.raises(ValueError, match="fan_in 5"):
+        mm.MLP.from_weights([np.ones((3, 4)), np.ones((5, 2))], [np.zeros(4), np.zeros(2)])
+    with pytest.raises(TypeError, match="share one dtype"):
+        mm.MLP.from_weights([np.ones((3, 4)), np.ones((4, 2), np.float32)], [np.zeros(4), np.zeros(2)])
+    with pytest.raises(ValueError, match="non-finite"):
+        mm.MLP.from_weights([np.full((3, 4), np.inf), np.ones((4, 2))], [np.zeros(4), np.zeros(2)])

@@ -1,0 +1,150 @@
+"""Each op against NumPy, over dtypes, sizes, transposes and every kernel set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mnist_mlp as mm
+from mnist_mlp import _core
+
+# float32 sums of k products carry ~sqrt(k)*eps relative error; 2e-5 of the
+# largest |C| covers k up to a few thousand. float64: same at ~1e-13.
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+DTYPES = [np.float32, np.float64]
+SIZES = [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 65, 127, 300]
+
+
+def _operands(rng, m, n, k, ta, tb, dtype):
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    return a, b
+
+
+def _check(c, ref, dtype):
+    scale = max(1.0, float(np.abs(ref).max()))
+    np.testing.assert_allclose(c, ref, rtol=0, atol=TOL[dtype] * scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_matmul_odd_sizes_against_naive_and_numpy(isa, dtype, ta, tb):
+    rng = np.random.default_rng(1)
+    for m in SIZES[::2]:
+        for n in SIZES[1::2]:
+            for k in (1, 7, 33, 257):
+                a, b = _operands(rng, m, n, k, ta, tb, dtype)
+                ref = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+                fast = mm.ops.matmul(a, b, ta, tb)
+                naive = _core.gemm(a, b, ta, tb, None, "naive")
+                assert fast.dtype == dtype and fast.shape == (m, n)
+                _check(fast, ref, dtype)
+                _check(naive, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_matmul_blocked_sizes_and_threads(isa, dtype, threads):
+    # Sizes that cross the block sizes (KC=256, MC, NC=3072) and their edges.
+    rng = np.random.default_rng(2)
+    for m, n, k in [(200, 300, 784), (784, 300, 8), (8, 10, 300), (145, 3100, 257), (1, 4000, 513), (600, 1, 300)]:
+        for ta, tb in [(False, False), (True, False), (False, True)]:
+            a, b = _operands(rng, m, n, k, ta, tb, dtype)
+            ref = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+            _check(mm.ops.matmul(a, b, ta, tb, num_threads=threads), ref, dtype)
+
+
+def test_matmul_is_deterministic_across_threads():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((513, 700)).astype(np.float32)
+    b = rng.standard_normal((700, 301)).astype(np.float32)
+    c1 = mm.ops.matmul(a, b, num_threads=1)
+    c2 = mm.ops.matmul(a, b, num_threads=2)
+    assert np.array_equal(c1, c2)  # bitwise: each C tile is summed in the same order
+
+
+def test_matmul_empty_and_zero_depth():
+    a = np.zeros((3, 0), np.float32)
+    b = np.zeros((0, 4), np.float32)
+    np.testing.assert_array_equal(mm.ops.matmul(a, b), np.zeros((3, 4), np.float32))
+    assert mm.ops.matmul(np.zeros((0, 5)), np.zeros((5, 2))).shape == (0, 2)
+
+
+def test_matmul_accepts_views_and_lists():
+    a = np.arange(12, dtype=np.float64).reshape(4, 3)
+    np.testing.assert_allclose(mm.ops.matmul(a.T, a), a.T @ a, rtol=1e-14)
+    np.testing.assert_allclose(mm.ops.matmul([[1.0, 2.0]], [[3.0], [4.0]]), [[11.0]])
+
+
+@pytest.mark.parametrize(
+    "a,b,kw,exc,match",
+    [
+        (np.ones((2, 3), np.float32), np.ones((4, 2), np.float32), {}, ValueError, "inner dimensions"),
+        (np.ones((2, 3), np.float32), np.ones((3, 2), np.float64), {}, TypeError, "share a dtype"),
+        (np.ones((2, 3), np.int64), np.ones((3, 2), np.int64), {}, TypeError, "int64"),
+        (np.ones(3, np.float32), np.ones((3, 2), np.float32), {}, ValueError, "2-D"),
+        (np.ones((2, 3), np.float32), np.ones((3, 2), np.float32), {"num_threads": 0}, ValueError, "num_threads"),
+    ],
+)
+def test_matmul_bad_arguments(a, b, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        mm.ops.matmul(a, b, **kw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu(isa, dtype):
+    x = np.random.default_rng(4).standard_normal((37, 11)).astype(dtype)
+    out = mm.ops.relu(x)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, np.maximum(x, 0))  # exact: a comparison, no arithmetic
+
+
+def _np_softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_and_cross_entropy(isa, dtype):
+    rng = np.random.default_rng(5)
+    z = (rng.standard_normal((64, 10)) * 5).astype(dtype)
+    y = rng.integers(0, 10, 64)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    p = mm.ops.softmax(z)
+    np.testing.assert_allclose(p, _np_softmax(z.astype(np.float64)), rtol=rtol, atol=1e-7 if dtype == np.float32 else 0)
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=rtol)
+    ref = -np.mean(np.log(_np_softmax(z.astype(np.float64))[np.arange(64), y]))
+    assert mm.ops.cross_entropy(z, y) == pytest.approx(ref, rel=rtol)
+    assert mm.ops.cross_entropy(z, np.eye(10)[y]) == pytest.approx(ref, rel=rtol)  # one-hot labels
+    g = mm.ops.softmax_cross_entropy_grad(z, y)
+    np.testing.assert_allclose(g, (_np_softmax(z.astype(np.float64)) - np.eye(10)[y]) / 64, rtol=rtol, atol=1e-8)
+
+
+def test_softmax_is_stable_and_cross_entropy_finite_when_probability_underflows():
+    z = np.array([[1000.0, 0.0, -1000.0]])
+    p = mm.ops.softmax(z)
+    assert np.all(np.isfinite(p))
+    np.testing.assert_allclose(p, [[1.0, 0.0, 0.0]], atol=1e-300)
+    # p[2] underflows to 0: log(p) would be -inf, log-sum-exp gives the exact 2000.
+    assert mm.ops.cross_entropy(z, [2]) == pytest.approx(2000.0, rel=1e-12)
+    assert np.isfinite(mm.ops.cross_entropy(z.astype(np.float32), [2]))
+
+
+def test_softmax_1d():
+    z = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(mm.ops.softmax(z), _np_softmax(z[None])[0], rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda: mm.ops.cross_entropy(np.zeros((2, 3)), [0, 3]), ValueError, "label 3 at index 1"),
+        (lambda: mm.ops.cross_entropy(np.zeros((2, 3)), [0]), ValueError, "len"),
+        (lambda: mm.ops.cross_entropy(np.zeros((2, 3)), [0.0, 1.0]), TypeError, "integers"),
+        (lambda: mm.ops.softmax(np.zeros((2, 3, 4))), ValueError, "shape"),
+        (lambda: mm.ops.relu(np.zeros(3, np.int32)), TypeError, "int32"),
+    ],
+)
+def test_op_bad_arguments(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
