@@ -17,6 +17,7 @@
 #include "idx.hpp"
 #include "kernels.hpp"
 #include "mlp.hpp"
+#include "nonzero_index.hpp"
 
 namespace py = pybind11;
 using namespace mm;
@@ -160,7 +161,8 @@ void bind_model(py::module_& m, const char* name) {
         .def(
             "train_epoch",
             [](M& mo, const py::array& x, const Labels& y, std::optional<py::array_t<int64_t, py::array::c_style>> order,
-               int64_t batch, double lr, bool sparse, bool stop_on_nonfinite) {
+               int64_t batch, double lr, bool sparse, bool stop_on_nonfinite, std::optional<int> threads,
+               const NonzeroIndexData* index) {
                 InputView xv = input_view(x, mo.sizes()[0]);
                 const int64_t n = xv.rows;
                 check_labels(y, n, mo.sizes().back());
@@ -176,6 +178,14 @@ void bind_model(py::module_& m, const char* name) {
                                 &StopCheck::check, nullptr};
                 StopCheck stop;
                 job.stop_ctx = &stop;
+                job.nthreads = resolve_threads(threads);
+                NonzeroIndex nzv{};
+                if (index) {
+                    if (index->source() != x.data() || index->rows() != n)
+                        throw py::value_error("the nonzero index was built for another array");
+                    nzv = index->view();
+                    job.nz = &nzv;
+                }
                 const Kernels<T>& k = kernels<T>();
                 {
                     py::gil_scoped_release nogil;
@@ -190,7 +200,8 @@ void bind_model(py::module_& m, const char* name) {
                 return r;
             },
             py::arg("x"), py::arg("y"), py::arg("order"), py::arg("batch_size"), py::arg("lr"),
-            py::arg("sparse") = true, py::arg("stop_on_nonfinite") = true)
+            py::arg("sparse") = true, py::arg("stop_on_nonfinite") = true, py::arg("num_threads") = py::none(),
+            py::arg("index") = nullptr)
         .def(
             "evaluate",
             [](M& mo, const py::array& x, std::optional<Labels> y, bool want_probs, bool want_pred,
@@ -301,6 +312,18 @@ PYBIND11_MODULE(_core, m) {
     m.def("relu", &relu_impl<double>, py::arg("x"));
     m.def("softmax_xent", &softmax_xent_impl<float>, py::arg("z"), py::arg("y") = py::none());
     m.def("softmax_xent", &softmax_xent_impl<double>, py::arg("z"), py::arg("y") = py::none());
+
+    py::class_<NonzeroIndexData>(m, "NonzeroIndex")
+        .def(py::init([](const py::array& x, std::optional<int> threads) {
+                 if (!x.dtype().is(py::dtype::of<uint8_t>()) || x.ndim() != 2)
+                     throw py::type_error("NonzeroIndex needs a 2-D uint8 array");
+                 if (x.shape(1) > 65536) throw py::value_error("NonzeroIndex supports at most 65536 features");
+                 InputView v = input_view(x, x.shape(1));
+                 py::gil_scoped_release nogil;
+                 return new NonzeroIndexData(v, resolve_threads(threads));
+             }),
+             py::arg("x"), py::arg("num_threads") = py::none(), py::keep_alive<1, 2>())
+        .def_property_readonly("nnz", &NonzeroIndexData::nnz);
 
     bind_model<float>(m, "ModelF32");
     bind_model<double>(m, "ModelF64");

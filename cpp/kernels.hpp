@@ -24,6 +24,14 @@ struct InputView {
     int64_t row_stride, col_stride;  // in elements
 };
 
+// The nonzero pixels of a uint8 dataset, indexed once per fit (CSR): sample i's
+// nonzeros are idx/val[offsets[i] .. offsets[i+1]), in increasing column order.
+struct NonzeroIndex {
+    const int64_t* offsets;
+    const uint16_t* idx;
+    const uint8_t* val;
+};
+
 // A network as plain pointers into the model's single parameter allocation.
 // w[l] is (sizes[l], sizes[l+1]) row-major, b[l] is (sizes[l+1],).
 template <class T>
@@ -49,6 +57,8 @@ struct TrainJob {
     // Called between batches every few milliseconds; nonzero stops the epoch.
     int (*should_stop)(void* ctx);
     void* stop_ctx;
+    int nthreads = 1;
+    const NonzeroIndex* nz = nullptr;  // optional index of job.x (uint8)
     // results
     int64_t batches_done = 0;
     int64_t samples_done = 0;

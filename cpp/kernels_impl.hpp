@@ -35,6 +35,13 @@ static inline int thread_id() {
     return 0;
 #endif
 }
+static inline int team_size() {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
 
 // Scratch memory without std::vector (see the header comment): 64-byte aligned,
 // freed on scope exit, so kernels neither leak nor share buffers between threads.
@@ -437,8 +444,10 @@ static void linear_backward(T* dinp, T* w, T* b, const T* dout, const T* inp, co
 // A training epoch: batches in order (or in job.order), each a forward pass,
 // the fused softmax/cross-entropy gradient, and backward + SGD per layer.
 
+#include "train_fast.inc"
+
 template <class T>
-static void train_epoch_t(TrainJob<T>& job) {
+static void train_epoch_general(TrainJob<T>& job) {
     const NetView<T>& net = job.net;
     const int L = net.nlayers;
     const int64_t B = job.batch;
@@ -583,6 +592,12 @@ template <class T>
 static double softmax_xent_t(T* probs, T* dlogits, const T* z, const int32_t* y, int64_t rows, int64_t cols) {
     const double s = softmax_xent_rows<T>(probs, dlogits, z, y, rows, cols, nullptr);
     return rows > 0 ? s / (double)rows : 0.0;
+}
+
+template <class T>
+static void train_epoch_t(TrainJob<T>& job) {
+    if (job.net.nlayers == 2 && job.batch <= FAST_MAX_BATCH) return train_epoch_fast(job);
+    train_epoch_general(job);
 }
 
 template <class T>

@@ -319,3 +319,27 @@ def test_from_weights_validation():
         mm.MLP.from_weights([np.ones((3, 4)), np.ones((4, 2), np.float32)], [np.zeros(4), np.zeros(2)])
     with pytest.raises(ValueError, match="non-finite"):
         mm.MLP.from_weights([np.full((3, 4), np.inf), np.ones((4, 2))], [np.zeros(4), np.zeros(2)])
+
+
+@pytest.mark.parametrize("sizes", [[784, 300, 10], [784, 40, 20, 10]])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_training_is_bitwise_deterministic_across_runs_and_threads(mnist, sizes, dtype):
+    (x, y), _ = mnist
+    runs = []
+    for threads in (1, 2, 2, 3):
+        m = mm.MLP(sizes, seed=11, dtype=dtype)
+        m.fit(x[:3000], y[:3000], epochs=1, shuffle=True, num_threads=threads)
+        runs.append(_params(m))
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert np.array_equal(a, b)  # the claim is bitwise identity
+
+
+def test_sparse_and_dense_paths_agree(mnist):
+    (x, y), _ = mnist
+    a = mm.MLP([784, 100, 10], seed=2, dtype=np.float64)
+    b = mm.MLP([784, 100, 10], seed=2, dtype=np.float64)
+    a.fit(x[:1000], y[:1000], sparse=True)
+    b.fit(x[:1000], y[:1000], sparse=False)
+    for p, q in zip(_params(a), _params(b)):
+        assert rel_max_diff(p, q) <= TOL64  # skipped terms are exact zeros

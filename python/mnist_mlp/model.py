@@ -165,10 +165,14 @@ class MLP:
             vy = V.labels(vy, len(vx), sizes[-1], name="validation y")
         hist = []
         with self._lock:
+            # uint8 pixels: list the nonzeros once, so no epoch scans blank pixels again.
+            index = None
+            if sparse and x.dtype == np.uint8 and len(sizes) == 3 and x.shape[1] <= 65536:
+                index = _core.NonzeroIndex(x, threads)
             for _ in range(epochs):
                 order = self._shuffle.permutation(len(x)).astype(np.int64) if shuffle else None
                 t0 = time.perf_counter()
-                r = self._core.train_epoch(x, y, order, batch_size, lr, bool(sparse), bool(stop_on_nan))
+                r = self._core.train_epoch(x, y, order, batch_size, lr, bool(sparse), bool(stop_on_nan), threads, index)
                 seconds = time.perf_counter() - t0
                 epoch = len(self.history)
                 if stop_on_nan and r["first_nonfinite_batch"] >= 0:

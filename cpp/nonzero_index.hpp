@@ -1,0 +1,28 @@
+// A once-per-fit index of the nonzero pixels of a uint8 dataset (CSR), so the
+// training loop never scans blank pixels: 3 bytes per nonzero, about 28 MB for
+// MNIST's 60000 images (81% of whose pixels are 0).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernels.hpp"
+
+namespace mm {
+
+class NonzeroIndexData {
+public:
+    // x must be uint8 with at most 65536 columns (checked by the caller).
+    NonzeroIndexData(const InputView& x, int nthreads);
+    NonzeroIndex view() const { return NonzeroIndex{offsets_.data(), idx_.data(), val_.data()}; }
+    int64_t rows() const { return (int64_t)offsets_.size() - 1; }
+    int64_t nnz() const { return offsets_.back(); }
+    const void* source() const { return source_; }
+
+private:
+    std::vector<int64_t> offsets_;
+    std::vector<uint16_t> idx_;
+    std::vector<uint8_t> val_;
+    const void* source_;
+};
+
+}  // namespace mm
