@@ -1,5 +1,6 @@
 // The hot kernels compiled for the generic instruction set (see kernels_impl.hpp).
 #include <math.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -524,20 +524,59 @@ static void train_epoch_general(TrainJob<T>& job) {
 
 constexpr int64_t EVAL_CHUNK = 256;
 
+// The first layer for uint8 pixels: each row adds one W1 row per nonzero pixel
+// (fwd_block), with W1 padded to whole vectors; the outer loop runs over column
+// blocks so a block of W1 stays in cache across the rows of a chunk.
+template <class T>
+static void sparse_first_layer(T* out, int64_t ldo, const InputView& x, int64_t start, int64_t rows,
+                               const T* w1p, const T* b1p, int64_t Hp, const T* lut, int32_t* idx, T* val,
+                               int32_t* cnt) {
+    // out: (rows, Hp); idx, val: (rows, D); cnt: (rows)
+    constexpr int L = MM_VBYTES / (int)sizeof(T);
+    const int64_t D = x.cols;
+    for (int64_t r = 0; r < rows; ++r)
+        cnt[r] = sample_nonzeros(idx + r * D, val + r * D, x, start + r, lut, true);
+    const int64_t nv = Hp / L;
+    for (int64_t v0 = 0; v0 < nv; v0 += FWD_BLOCK) {
+        const int64_t j = v0 * L;
+        const int nb = (int)tmin<int64_t>(FWD_BLOCK, nv - v0);
+        for (int64_t r = 0; r < rows; ++r) {
+            MM_BLOCK_SWITCH(fwd_block, nb, out + r * ldo + j, b1p + j, w1p + j, Hp, idx + r * D, val + r * D, lut,
+                            cnt[r])
+        }
+    }
+}
+
 template <class T>
 static void evaluate_t(EvalJob<T>& job) {
     const NetView<T>& net = job.net;
     const int L = net.nlayers;
     const int64_t classes = net.sizes[L];
+    const int64_t D = net.sizes[0], H = net.sizes[1];
     int64_t widest = 0;
     for (int l = 0; l <= L; ++l) widest = tmax(widest, net.sizes[l]);
+    widest += GRP;  // room for the padded first layer
     const int64_t nchunks = (job.n + EVAL_CHUNK - 1) / EVAL_CHUNK;
     Scratch slot_loss(sizeof(double) * (size_t)(nchunks + 1));
     Scratch slot_correct(sizeof(int64_t) * (size_t)(nchunks + 1));
     double* sl = slot_loss.as<double>();
     int64_t* sc = slot_correct.as<int64_t>();
     const int nt = job.nthreads > 0 ? job.nthreads : 1;
-    const size_t per_thread = (size_t)(2 * EVAL_CHUNK * widest + 256 + EVAL_CHUNK);
+
+    // Pixels are mostly zero: skip them in the first layer, when there are rows
+    // enough to pay for a padded copy of W1.
+    const bool sparse = job.x.type == InputType::u8 && job.n >= 64;
+    const int64_t Hp = (H + GRP - 1) / GRP * GRP;
+    Scratch w1_mem(sparse ? sizeof(T) * (size_t)(D * Hp + Hp) : 0);
+    T* w1p = w1_mem.as<T>();
+    T* b1p = w1p + D * Hp;
+    if (sparse) {
+        for (int64_t k = 0; k < D; ++k)
+            for (int64_t j = 0; j < Hp; ++j) w1p[k * Hp + j] = j < H ? net.w[0][k * H + j] : T(0);
+        for (int64_t j = 0; j < Hp; ++j) b1p[j] = j < H ? net.b[0][j] : T(0);
+    }
+    const size_t per_thread = (size_t)(2 * EVAL_CHUNK * widest + 256 + EVAL_CHUNK +
+                                       (sparse ? EVAL_CHUNK * D * 2 + EVAL_CHUNK : 0));
     Scratch bufs(sizeof(T) * per_thread * (size_t)nt);
 #pragma omp parallel num_threads(nt) if (nt > 1 && nchunks > 1)
     {
@@ -545,6 +584,9 @@ static void evaluate_t(EvalJob<T>& job) {
         T* nxt = cur + EVAL_CHUNK * widest;
         T* lut = nxt + EVAL_CHUNK * widest;
         int32_t* pred = reinterpret_cast<int32_t*>(lut + 256);
+        T* nz_val = lut + 256 + EVAL_CHUNK;               // sizeof(int32_t) <= sizeof(T)
+        int32_t* nz_idx = reinterpret_cast<int32_t*>(nz_val + EVAL_CHUNK * D);
+        int32_t* nz_cnt = reinterpret_cast<int32_t*>(nz_val + 2 * EVAL_CHUNK * D);
         make_u8_lut(lut);
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < nchunks; ++c) {
@@ -552,10 +594,18 @@ static void evaluate_t(EvalJob<T>& job) {
             const int64_t rows = tmin(EVAL_CHUNK, job.n - start);
             T* in = cur;
             T* out = nxt;
-            gather_rows(in, job.x, nullptr, start, rows, lut);
-            for (int l = 0; l < L; ++l) {
+            int first = 0;
+            int64_t ld_in = D;
+            if (sparse) {
+                sparse_first_layer(in, Hp, job.x, start, rows, w1p, b1p, Hp, lut, nz_idx, nz_val, nz_cnt);
+                first = 1;
+                ld_in = Hp;
+            } else {
+                gather_rows(in, job.x, nullptr, start, rows, lut);
+            }
+            for (int l = first; l < L; ++l) {
                 const int64_t C = net.sizes[l], OC = net.sizes[l + 1];
-                GemmJob<T> g{rows, OC, C, in, C, false, net.w[l], OC, false, out, OC, 1};
+                GemmJob<T> g{rows, OC, C, in, ld_in, false, net.w[l], OC, false, out, OC, 1};
                 gemm_t(g);
                 const T* b = net.b[l];
                 for (int64_t r = 0; r < rows; ++r) {
@@ -565,6 +615,7 @@ static void evaluate_t(EvalJob<T>& job) {
                         for (int64_t j = 0; j < OC; ++j) o[j] = o[j] > T(0) ? o[j] : T(0);
                 }
                 T* t = in; in = out; out = t;
+                ld_in = OC;
             }
             sl[c] = softmax_xent_rows<T>(job.probs ? job.probs + start * classes : nullptr, nullptr, in,
                                          job.y ? job.y + start : nullptr, rows, classes, pred);

@@ -169,7 +169,7 @@ def test_one_epoch_on_full_mnist_reaches_96_percent(mnist):
     assert abs(acc - ra) <= 2 / len(yt)  # at most two float32 near-ties may flip
 
 
-def test_predict_and_proba_agree_with_reference(mnist):
+def test_predict_and_proba_agree_with_reference(mnist, isa):
     _, (xt, yt) = mnist
     m = mm.MLP([784, 30, 10], seed=4, dtype=np.float64)
     r = NumpyMLP([784, 30, 10], seed=4, dtype=np.float64)
