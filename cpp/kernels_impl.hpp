@@ -263,11 +263,108 @@ static void gemm_blocked_t(const GemmJob<T>& g) {
     }
 }
 
+// Few rows of C (a batch of 8, say): no packing at all. For each block of
+// SMALL_NV vectors of C's columns, all rows' accumulators stay in registers
+// while p runs over the inner dimension, so B is streamed through once.
+constexpr int SMALL_M = MM_VBYTES == 64 ? 8 : 4;  // rows per register block
+constexpr int SMALL_NV = 2;                       // vectors of columns per register block
+
+// Rows [i0, i0 + RM) of op(A) times columns [j0, j0 + SMALL_NV * L) of B, into c (leading dimension ldc).
+template <class T, int RM>
+static inline void small_block(const GemmJob<T>& g, const T* b, int64_t ldb, int64_t i0, int64_t j0, T* c,
+                               int64_t ldc) {
+    typedef typename VecOf<T>::type V;
+    constexpr int L = MM_VBYTES / (int)sizeof(T);
+    V acc[RM][SMALL_NV];
+#pragma GCC unroll 16
+    for (int r = 0; r < RM; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < SMALL_NV; ++v) acc[r][v] = V{};
+    for (int64_t p = 0; p < g.k; ++p) {
+        V bv[SMALL_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < SMALL_NV; ++v) __builtin_memcpy(&bv[v], b + p * ldb + j0 + v * L, sizeof(V));
+#pragma GCC unroll 16
+        for (int r = 0; r < RM; ++r) {
+            const T a = a_at(g, i0 + r, p);
+#pragma GCC unroll 4
+            for (int v = 0; v < SMALL_NV; ++v) acc[r][v] += a * bv[v];
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < RM; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < SMALL_NV; ++v) __builtin_memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(V));
+}
+
+// C = op(A) . B for few rows, B row-major (k x n) with leading dimension ldb.
+template <class T>
+static void gemm_small_m(const GemmJob<T>& g, const T* b, int64_t ldb) {
+    constexpr int L = MM_VBYTES / (int)sizeof(T);
+    constexpr int64_t W = SMALL_NV * L;
+    const int64_t n_full = g.n / W * W;
+    for (int64_t i0 = 0; i0 < g.m; i0 += SMALL_M) {
+        const int64_t rows = tmin<int64_t>(SMALL_M, g.m - i0);
+        for (int64_t j0 = 0; j0 < n_full; j0 += W) {
+            switch (rows) {
+                case 1: small_block<T, 1>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
+                case 2: small_block<T, 2>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
+                case 3: small_block<T, 3>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
+                case 4: small_block<T, 4>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
+                case 5: small_block<T, (SMALL_M > 4 ? 5 : 1)>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
+                case 6: small_block<T, (SMALL_M > 4 ? 6 : 1)>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
+                case 7: small_block<T, (SMALL_M > 4 ? 7 : 1)>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
+                default: small_block<T, SMALL_M>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
+            }
+        }
+    }
+    if (n_full == g.n) return;
+    // The last columns that do not fill a register block: copy them into a
+    // zero-padded block of B, compute a full block into a tile, keep what fits.
+    const int64_t tail = g.n - n_full;
+    Scratch pad(sizeof(T) * (size_t)(g.k * W + SMALL_M * W));
+    T* bp = pad.as<T>();
+    T* tile = bp + g.k * W;
+    for (int64_t p = 0; p < g.k; ++p)
+        for (int64_t j = 0; j < W; ++j) bp[p * W + j] = j < tail ? b[p * ldb + n_full + j] : T(0);
+    for (int64_t i0 = 0; i0 < g.m; i0 += SMALL_M) {
+        const int64_t rows = tmin<int64_t>(SMALL_M, g.m - i0);
+        switch (rows) {
+            case 1: small_block<T, 1>(g, bp, W, i0, 0, tile, W); break;
+            case 2: small_block<T, 2>(g, bp, W, i0, 0, tile, W); break;
+            case 3: small_block<T, 3>(g, bp, W, i0, 0, tile, W); break;
+            case 4: small_block<T, 4>(g, bp, W, i0, 0, tile, W); break;
+            case 5: small_block<T, (SMALL_M > 4 ? 5 : 1)>(g, bp, W, i0, 0, tile, W); break;
+            case 6: small_block<T, (SMALL_M > 4 ? 6 : 1)>(g, bp, W, i0, 0, tile, W); break;
+            case 7: small_block<T, (SMALL_M > 4 ? 7 : 1)>(g, bp, W, i0, 0, tile, W); break;
+            default: small_block<T, SMALL_M>(g, bp, W, i0, 0, tile, W); break;
+        }
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t j = 0; j < tail; ++j) g.c[(i0 + r) * g.ldc + n_full + j] = tile[r * W + j];
+    }
+}
+
 template <class T>
 static void gemm_t(const GemmJob<T>& g) {
+    if (g.m <= 0 || g.n <= 0) return;
+    const int64_t work = g.m * g.n * g.k;
+    GemmJob<T> job = g;
+    // Starting a parallel region costs microseconds: small products stay on one thread.
+    if (work < (int64_t(1) << 20)) job.nthreads = 1;
+    if (g.m <= 2 * SMALL_M && g.k > 0) {
+        if (!g.trans_b) return gemm_small_m(job, g.b, g.ldb);
+        if (work < (int64_t(1) << 24)) {
+            // Transposing a small B is cheaper than reading it across its rows.
+            Scratch bt(sizeof(T) * (size_t)(g.k * g.n));
+            T* t = bt.as<T>();
+            for (int64_t j = 0; j < g.n; ++j)
+                for (int64_t p = 0; p < g.k; ++p) t[p * g.n + j] = g.b[j * g.ldb + p];
+            return gemm_small_m(job, t, g.n);
+        }
+    }
     // Below this much work, packing costs more than it saves.
-    if (g.m * g.n * g.k < 16 * 1024) return gemm_naive_t(g);
-    gemm_blocked_t(g);
+    if (work < 16 * 1024 && !g.trans_b) return gemm_naive_t(job);
+    gemm_blocked_t(job);
 }
 
 // ---------------------------------------------------------------------------
