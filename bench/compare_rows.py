@@ -487,6 +487,16 @@ ROW_SPECS: dict[str, RowSpec] = {
 # The worker: one row, timed, in this process
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _load_average() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
 def _peak_rss_mib() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
@@ -518,6 +528,7 @@ def run_row(name: str, cfg: Config) -> dict[str, Any]:
     from mnist_mlp.reference import initial_params
 
     spec = ROW_SPECS[name]
+    load = _load_average()
     wall0 = time.perf_counter()
     for module in spec.imports:  # an ImportError here means the row is skipped
         importlib.import_module(module)
@@ -539,7 +550,9 @@ def run_row(name: str, cfg: Config) -> dict[str, Any]:
     def progress(done: int, log: EpochLog) -> None:
         _say(name, f"epoch {done}/{cfg.epochs}: {log.seconds[-1]:.3f} s, test accuracy {log.test_accuracy[-1]:.4f}")
 
+    wall, cpu = time.perf_counter(), _cpu_seconds()
     log = row.train(cfg.epochs, data.test, progress)
+    train_wall, train_cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
     (train_loss, train_acc), eval_train = _timed(lambda: row.evaluate(data.train))
     (test_loss, test_acc), eval_test = _timed(lambda: row.evaluate(data.test))
     epochs = np.array(log.seconds)
@@ -563,6 +576,9 @@ def run_row(name: str, cfg: Config) -> dict[str, Any]:
         "import_seconds": imports,
         "data_prep_seconds": prep,
         "worker_wall_seconds": time.perf_counter() - wall0,
+        "train_cpu_seconds": train_cpu,  # CPU time of all threads while training (incl. per-epoch evaluation)
+        "train_wall_seconds": train_wall,
+        "load_average_at_start": load,
         "train_loss": float(train_loss),
         "train_accuracy": float(train_acc),
         "test_loss": float(test_loss),
