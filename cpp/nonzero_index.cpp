@@ -3,6 +3,7 @@
 namespace mm {
 
 NonzeroIndexData::NonzeroIndexData(const InputView& x, int nthreads) : source_(x.data) {
+    (void)nthreads;  // unused without OpenMP
     const int64_t n = x.rows, d = x.cols;
     const auto* base = static_cast<const uint8_t*>(x.data);
     offsets_.assign((size_t)n + 1, 0);
