@@ -35,6 +35,13 @@ static inline int thread_id() {
     return 0;
 #endif
 }
+static inline int num_procs() {
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
 static inline int team_size() {
 #ifdef _OPENMP
     return omp_get_num_threads();
