@@ -191,3 +191,146 @@ def test_load_mnist_checks_counts(tmp_path):
     mm.write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.array([0, 1, 12], np.uint8))
     with pytest.raises(ValueError, match="label 12"):
         mm.load_mnist(tmp_path)
+
+
+# --- mmap=True: the pure-Python header check, then a zero-copy np.memmap ------------------
+
+
+@pytest.mark.parametrize("dtype,code", TYPES)
+def test_mmap_round_trip_every_type(tmp_path, dtype, code):
+    arr = _sample(dtype, (3, 4, 5), np.random.default_rng(1))
+    path = tmp_path / "a.idx"
+    mm.write_idx(path, arr)
+    mapped = mm.read_idx(path, mmap=True)
+    assert isinstance(mapped, np.memmap) and mapped.shape == arr.shape
+    assert mapped.dtype == np.dtype(dtype).newbyteorder(">") or mapped.itemsize == 1
+    assert not mapped.flags.writeable
+    np.testing.assert_array_equal(mapped, arr)
+    assert mm.read_idx(path, mmap=None).flags.writeable  # the default reads
+    assert not isinstance(mm.read_idx(path, mmap=False), np.memmap)
+    del mapped
+
+
+def test_mmap_real_mnist_labels_after_decompressing(tmp_path, mnist):
+    from conftest import DATA
+
+    raw = tmp_path / "t10k-labels-idx1-ubyte"
+    raw.write_bytes(gzip.decompress((DATA / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+    np.testing.assert_array_equal(mm.read_idx(raw, mmap=True), mnist[1][1])
+
+
+def test_mmap_empty_array(tmp_path):
+    path = tmp_path / "e.idx"
+    path.write_bytes(_header(0x0D, [0, 28]))
+    arr = mm.read_idx(path, mmap=True)
+    assert arr.shape == (0, 28) and arr.dtype == np.dtype(">f4")
+
+
+def test_mmap_refuses_gzip_and_bytes(tmp_path):
+    path = tmp_path / "a.idx.gz"
+    mm.write_idx(path, np.zeros(3, np.uint8))
+    with pytest.raises(ValueError, match="cannot memory-map a gzip-compressed file") as info:
+        mm.read_idx(path, mmap=True)
+    assert str(path) in str(info.value) and not isinstance(info.value, mm.IdxError)
+    with pytest.raises(TypeError, match="needs a file path"):
+        mm.read_idx(GOOD, mmap=True)
+    with pytest.raises(FileNotFoundError):
+        mm.read_idx(tmp_path / "nope", mmap=True)
+
+
+@pytest.mark.parametrize("name,data,match", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_mmap_checks_like_the_reader(tmp_path, name, data, match):
+    # The Python header check mirrors cpp/idx.cpp: same cases, same messages.
+    path = tmp_path / "bad.idx"
+    path.write_bytes(data)
+    with pytest.raises(mm.IdxError) as cpp:
+        mm.read_idx(path)
+    with pytest.raises(mm.IdxError, match=match) as py:
+        mm.read_idx(path, mmap=True)
+    assert str(py.value) == str(cpp.value)
+
+
+def test_mmap_trailing_bytes_counted_like_the_reader(tmp_path):
+    for extra in (1, 1 << 20, (1 << 20) + 1):
+        path = tmp_path / f"t{extra}.idx"
+        path.write_bytes(GOOD + bytes(extra))
+        with pytest.raises(mm.IdxError) as cpp:
+            mm.read_idx(path)
+        with pytest.raises(mm.IdxError) as py:
+            mm.read_idx(path, mmap=True)
+        assert str(py.value) == str(cpp.value)
+    assert "more than 1048576 trailing bytes" in str(py.value)
+
+
+# --- bounds the C++ reader had no test for --------------------------------------------------
+
+
+# GOOD, then 256 gzip members of 1 MiB of zeros each (about 1 KB apiece).
+ZERO_BOMB = gzip.compress(GOOD) + gzip.compress(bytes(1 << 20), compresslevel=9) * 256
+
+
+def test_trailing_zero_bomb_stops_early(tmp_path):
+    # 256 MiB of zeros after the data, 260 KB compressed: the reader stops counting
+    # after 1 MiB instead of inflating it all.
+    import time
+
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(ZERO_BOMB)
+    t0 = time.perf_counter()
+    with pytest.raises(mm.IdxError, match="more than 1048576 trailing bytes"):
+        mm.read_idx(path)
+    assert time.perf_counter() - t0 < 0.5
+
+
+def test_more_dimensions_than_numpy_allows(tmp_path):
+    # IDX allows 255 dimensions, NumPy 64: still an IdxError naming the file.
+    path = tmp_path / "deep.idx"
+    path.write_bytes(_header(0x08, [1] * 65) + b"\x07")
+    for mmap in (False, True):
+        with pytest.raises(mm.IdxError, match="NumPy cannot make this array") as info:
+            mm.read_idx(path, mmap=mmap)
+        assert str(path) in str(info.value)
+
+
+# --- the pure-Python gzip reader (builds without zlib) matches the C++ one ----------------
+
+GZIP_CASES = [(n, gzip.compress(d)) for n, d, _ in MALFORMED] + [
+    ("good", gzip.compress(GOOD)),
+    ("two members", gzip.compress(GOOD[:7]) + gzip.compress(GOOD[7:])),
+    ("empty member", gzip.compress(b"") + gzip.compress(GOOD)),
+    ("junk after", gzip.compress(GOOD) + b"JUNK"),
+    ("one byte after", gzip.compress(GOOD) + b"\x1f"),
+    ("cut", gzip.compress(_header(0x08, [1000]) + bytes(range(256)) * 4)[:-30]),
+    ("cut in header", gzip.compress(GOOD)[:5]),
+    ("bad crc", gzip.compress(GOOD)[:-8] + b"\0\0\0\0" + gzip.compress(GOOD)[-4:]),
+    ("corrupt", bytes(bytearray(gzip.compress(GOOD * 50))[:12]) + b"\xff" * 8 + gzip.compress(GOOD * 50)[20:]),
+    ("bomb header", gzip.compress(_header(0x0E, [1 << 20, 1 << 19]))),
+    ("f64", gzip.compress(_header(0x0E, [3]) + np.arange(3, dtype=">f8").tobytes())),
+]
+
+
+@pytest.mark.parametrize("name,blob", GZIP_CASES, ids=[c[0] for c in GZIP_CASES])
+def test_python_gzip_reader_matches_cpp(tmp_path, monkeypatch, name, blob):
+    path = tmp_path / "x.gz"
+    path.write_bytes(blob)
+    outcomes = []
+    for have_zlib in (True, False):
+        monkeypatch.setattr(mm._core, "HAVE_ZLIB", have_zlib)
+        for source in (path, blob):
+            try:
+                arr = mm.read_idx(source)
+                outcomes.append(("ok", arr.dtype.str, arr.shape, arr.tobytes()))
+            except mm.IdxError as e:
+                outcomes.append(("error", str(e)))
+    assert outcomes[2:] == outcomes[:2], name
+
+
+def test_python_gzip_reader_bounds_a_bomb(tmp_path, monkeypatch):
+    monkeypatch.setattr(mm._core, "HAVE_ZLIB", False)
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(ZERO_BOMB)
+    with pytest.raises(mm.IdxError, match="more than 1048576 trailing bytes"):
+        mm.read_idx(path)
+    path.write_bytes(gzip.compress(_header(0x0E, [1 << 20, 1 << 19])))
+    with pytest.raises(mm.IdxError, match="more than this gzip file could inflate to"):
+        mm.read_idx(path)
