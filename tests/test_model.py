@@ -343,3 +343,31 @@ def test_sparse_and_dense_paths_agree(mnist):
     b.fit(x[:1000], y[:1000], sparse=False)
     for p, q in zip(_params(a), _params(b)):
         assert rel_max_diff(p, q) <= TOL64  # skipped terms are exact zeros
+
+
+@pytest.mark.parametrize("leader", ["0", "1"])
+def test_single_thread_fallback_changes_nothing(mnist, leader, tmp_path):
+    # Under load the training loop may drop to one thread mid-epoch; force that
+    # (with either thread carrying on) and compare with an undisturbed run, bitwise.
+    import os
+    import subprocess
+    import sys
+
+    from conftest import DATA
+
+    code = (
+        "import sys, numpy as np, mnist_mlp as mm\n"
+        "(x, y), _ = mm.load_mnist(sys.argv[1])\n"
+        "m = mm.MLP([784, 300, 10], seed=4)\n"
+        "m.fit(x[:3000], y[:3000], epochs=2, num_threads=2)\n"
+        "np.savez(sys.argv[2], *(m.weights + m.biases))\n"
+    )
+    env = dict(os.environ, MNIST_MLP_TEST_SOLO_LEADER=leader)
+    out = tmp_path / "solo.npz"
+    subprocess.run([sys.executable, "-c", code, str(DATA), str(out)], env=env, check=True, timeout=120)
+    m = mm.MLP([784, 300, 10], seed=4)
+    (x, y), _ = mnist
+    m.fit(x[:3000], y[:3000], epochs=2, num_threads=1)
+    with np.load(out) as f:
+        for a, b in zip(_params(m), [f[k] for k in f.files]):
+            assert np.array_equal(a, b)
