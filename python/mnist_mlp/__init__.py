@@ -6,11 +6,15 @@ from __future__ import annotations
 from . import _core, ops, reference
 from .idx import IdxError, load_mnist, read_idx, write_idx
 from .model import MLP
+from .compat import NN
+from .estimator import MLPClassifier
 
 __version__: str = _core.__version__
 
 __all__ = [
     "MLP",
+    "MLPClassifier",
+    "NN",
     "IdxError",
     "__version__",
     "load_mnist",

@@ -109,6 +109,24 @@ class MLP:
     def __repr__(self) -> str:
         return f"MLP({self.layer_sizes}, dtype={self._dtype.name})"
 
+    # -- pickling (copy.deepcopy, multiprocessing, joblib) ------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "layer_sizes": self.layer_sizes,
+                "dtype": self._dtype.name,
+                "weights": [np.array(w) for w in self.weights],
+                "biases": [np.array(b) for b in self.biases],
+                "history": [dict(h) for h in self.history],
+                "shuffle_state": self._shuffle.bit_generator.state,
+            }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["layer_sizes"], seed=_NO_INIT, dtype=state["dtype"])  # type: ignore[misc]
+        self._set_params(state["weights"], state["biases"])
+        self.history = state["history"]
+        self._shuffle.bit_generator.state = state["shuffle_state"]
+
     # -- training --------------------------------------------------------------
     def fit(
         self,
