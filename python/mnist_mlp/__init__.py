@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from . import _core, ops, reference
 from .idx import IdxError, load_mnist, read_idx, write_idx
+from . import datasets
 from .model import MLP
 from .compat import NN
 from .estimator import MLPClassifier
@@ -17,6 +18,7 @@ __all__ = [
     "NN",
     "IdxError",
     "__version__",
+    "datasets",
     "load_mnist",
     "ops",
     "read_idx",

@@ -321,16 +321,6 @@ MNIST_FILES = {
 }
 
 
-def _find(root: Path, stem: str) -> Path | None:
-    # The usual names, and the seed notebook's (train-images.idx3-ubyte).
-    alt = stem.replace("-idx", ".idx")
-    for name in (stem + ".gz", stem, alt + ".gz", alt):
-        p = root / name
-        if p.is_file():
-            return p
-    return None
-
-
 def _default_roots() -> list[Path]:
     roots = []
     if os.environ.get("MNIST_MLP_DATA"):
@@ -349,26 +339,8 @@ def load_mnist(
 
     Returns ``(train_x, train_y), (test_x, test_y)``: uint8 images (N, 28, 28)
     and uint8 labels (N,). With no ``root``: ``$MNIST_MLP_DATA``, then ``./data``,
-    then the ``data/`` folder of a source checkout."""
-    roots = [Path(root)] if root is not None else _default_roots()
-    for r in roots:
-        found = {k: _find(r, stem) for k, stem in MNIST_FILES.items()}
-        if all(found.values()):
-            break
-    else:
-        expected = ", ".join(f"{s}.gz" for s in MNIST_FILES.values())
-        where = ", ".join(str(r) for r in roots)
-        raise FileNotFoundError(f"MNIST not found: expected {expected} (or uncompressed) in {where}")
-    arrays = {k: read_idx(p) for k, p in found.items()}
-    for split in ("train", "test"):
-        x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        xp, yp = found[f"{split}_images"], found[f"{split}_labels"]
-        if x.dtype != np.uint8 or x.ndim != 3:
-            raise ValueError(f"{xp}: expected uint8 images (N, rows, cols), got {x.dtype} {x.shape}")
-        if y.dtype != np.uint8 or y.ndim != 1:
-            raise ValueError(f"{yp}: expected uint8 labels (N,), got {y.dtype} {y.shape}")
-        if len(x) != len(y):
-            raise ValueError(f"{xp} holds {len(x)} images but {yp} holds {len(y)} labels")
-        if len(y) and int(y.max()) > 9:
-            raise ValueError(f"{yp}: label {int(y.max())} at index {int(np.argmax(y > 9))} is not a digit 0-9")
-    return (arrays["train_images"], arrays["train_labels"]), (arrays["test_images"], arrays["test_labels"])
+    then the ``data/`` folder of a source checkout. Never downloads; see
+    `mnist_mlp.datasets.load` for that and for the other MNIST-format sets."""
+    from .datasets import _load_mnist_from
+
+    return _load_mnist_from([Path(root)] if root is not None else _default_roots())

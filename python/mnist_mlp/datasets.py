@@ -1,0 +1,717 @@
+"""MNIST-family datasets: where the files are looked for, how they are
+downloaded and checked, and how they are loaded.
+
+    (train_x, train_y), (test_x, test_y) = mnist_mlp.datasets.load("fashion-mnist")
+
+Names: ``mnist``, ``fashion-mnist``, ``kmnist`` and ``emnist-<split>`` for the
+splits ``byclass``, ``bymerge``, ``balanced``, ``letters``, ``digits`` and
+``mnist``. Images come back as uint8 ``(N, 28, 28)``, labels as uint8 ``(N,)``.
+
+Lookup order: ``root`` when given, then the ``data/`` folder of a source
+checkout (MNIST only), then the user cache: ``$MNIST_MLP_DATA/<name>`` when
+that variable is set, else the platform cache folder
+(``$XDG_CACHE_HOME/mnist_mlp/<name>``, by default ``~/.cache/mnist_mlp/<name>``
+on Linux). For MNIST, ``$MNIST_MLP_DATA`` itself is also searched, as
+`mnist_mlp.load_mnist` always has. Missing files are downloaded (standard
+library only) into ``root``, or into the cache when there is no ``root``.
+
+Downloads try each mirror in order, a few times each, with a timeout on every
+connect and read; each file streams to a temporary name in the destination
+folder and is renamed only after its checksum matches a pinned one. Checksums
+are pinned per file as `Checksum` records: of the file as published (the
+``.gz``), or of its uncompressed IDX content, so a recompressed copy (the
+repo's ``data/``) or a gunzipped one verifies too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Iterable, Mapping, Sequence, Union
+
+import numpy as np
+
+from .idx import _TYPE_CODES, read_idx
+
+__all__ = [
+    "Checksum",
+    "ChecksumError",
+    "DATASETS",
+    "DataFile",
+    "Dataset",
+    "DatasetNotFoundError",
+    "DownloadError",
+    "cache_dir",
+    "fetch",
+    "load",
+    "names",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+ROLES = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+class DownloadError(OSError):
+    """No mirror delivered a file (or none delivered one that verified). The
+    message lists every URL tried and why it failed, the files expected and the
+    folder to put them in to work offline."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The files are not in any of the folders searched and downloading is off."""
+
+
+class ChecksumError(ValueError):
+    """A local file does not match any of its pinned checksums."""
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """A pinned digest. ``of="file"``: of the file's bytes as published (the
+    ``.gz`` on the mirrors); ``of="content"``: of the uncompressed IDX bytes,
+    which any lossless recompression keeps."""
+
+    algorithm: str  # a hashlib name: "sha256", "md5", ...
+    hexdigest: str
+    of: str = "file"
+
+    def __post_init__(self) -> None:
+        if self.of not in ("file", "content"):
+            raise ValueError(f"Checksum.of must be 'file' or 'content', got {self.of!r}")
+        if self.algorithm not in hashlib.algorithms_available:
+            raise ValueError(f"unknown hash algorithm {self.algorithm!r}")
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One file of a dataset: its published name and its pinned checksums."""
+
+    name: str
+    checksums: tuple[Checksum, ...] = ()
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registry entry. ``mirrors`` are base URLs, tried in order; a file's URL
+    is the mirror followed by its name. With an ``archive``, the mirrors serve
+    that zip and the files are extracted from it."""
+
+    name: str
+    files: Mapping[str, DataFile]  # the four ROLES
+    mirrors: tuple[str, ...]
+    num_classes: int
+    archive: DataFile | None = None
+    transpose: bool = False  # EMNIST stores images transposed
+    cache_name: str | None = None  # the folder in the cache (default: name)
+    repo_data: bool = False  # also look in a source checkout's data/
+    source: str = ""
+    notes: str = field(default="", compare=False)
+
+
+def _md5(hexdigest: str) -> Checksum:
+    return Checksum("md5", hexdigest)
+
+
+def _mnist_like(name: str, mirrors: Sequence[str], md5s: Sequence[str], source: str, **kw: Any) -> Dataset:
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    content = kw.pop("content_sha256", (None,) * 4)
+    files = {}
+    for role, stem, md5, sha in zip(ROLES, stems, md5s, content):
+        sums = (_md5(md5),) + ((Checksum("sha256", sha, of="content"),) if sha else ())
+        files[role] = DataFile(stem + ".gz", sums)
+    return Dataset(name=name, files=files, mirrors=tuple(mirrors), num_classes=10, source=source, **kw)
+
+
+# Checksums and where each was checked:
+# - MNIST: the MD5s of the four .gz files are the ones every loader pins
+#   (torchvision among them); the SHA-256s of the uncompressed content are those
+#   of data/README.md, which tests/test_idx.py checks against the repo's data/.
+# - Fashion-MNIST: the MD5s published in the project's README (Zalando Research).
+# - KMNIST: the project (ROIS-CODH) publishes no checksums; these MD5s are
+#   torchvision's for the same files, not checked here against the data.
+# - EMNIST: the MD5 of NIST's gzip.zip as torchvision pins it (NIST publishes
+#   none), not checked here against the data; the extracted members are covered
+#   by the archive's checksum and the zip's own CRC-32s.
+_DATASETS: dict[str, Dataset] = {}
+
+_DATASETS["mnist"] = _mnist_like(
+    "mnist",
+    mirrors=(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    ),
+    md5s=(
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "d53e105ee54ea40749a09fcbcd1e9432",
+        "9fb629c4189551a2d022fa330f9573f3",
+        "ec29112dd5afa0611ce80d1b7f02629c",
+    ),
+    content_sha256=(
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    ),
+    source="MNIST, Y. LeCun, C. Cortes and C. J. C. Burges (CC BY-SA 3.0)",
+    repo_data=True,
+)
+
+_DATASETS["fashion-mnist"] = _mnist_like(
+    "fashion-mnist",
+    mirrors=(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+    ),
+    md5s=(
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "25c81989df183df01b3e8a0aad5dffbe",
+        "bef4ecab320f06d8554ea6380940ec79",
+        "bb300cfdad3c16e7a12a480ee83cd310",
+    ),
+    source="Fashion-MNIST, H. Xiao, K. Rasul and R. Vollgraf, Zalando Research (MIT)",
+)
+
+_DATASETS["kmnist"] = _mnist_like(
+    "kmnist",
+    mirrors=(
+        "https://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+        "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+    ),
+    md5s=(
+        "bdb82020997e1d708af4cf47b453dcf7",
+        "e144d726b3acfaa3e44228e80efcd344",
+        "5c965bf0a639b31b8f53240b1b52f4d7",
+        "7320c461ea6c1c855c0b718fb2a4b134",
+    ),
+    source="Kuzushiji-MNIST, T. Clanuwat et al., ROIS-DS CODH (CC BY-SA 4.0)",
+)
+
+# EMNIST ships as one zip (about 560 MB) of gzip'd IDX files for all six splits.
+# The first download extracts every split's files and removes the zip.
+_EMNIST_CLASSES = {"byclass": 62, "bymerge": 47, "balanced": 47, "letters": 27, "digits": 10, "mnist": 10}
+_EMNIST_ARCHIVE = DataFile("gzip.zip", (_md5("58c8d27c78d21e728a6bc7b3cc06412e"),))
+for _split, _classes in _EMNIST_CLASSES.items():
+    _DATASETS[f"emnist-{_split}"] = Dataset(
+        name=f"emnist-{_split}",
+        files={
+            role: DataFile(f"emnist-{_split}-{kind}-ubyte.gz")
+            for role, kind in zip(ROLES, ("train-images-idx3", "train-labels-idx1", "test-images-idx3", "test-labels-idx1"))
+        },
+        mirrors=(
+            "https://biometrics.nist.gov/cs_links/EMNIST/",
+            "http://www.itl.nist.gov/iaui/vip/cs_links/EMNIST/",
+        ),
+        num_classes=_classes,
+        archive=_EMNIST_ARCHIVE,
+        transpose=True,
+        cache_name="emnist",
+        source="EMNIST, G. Cohen, S. Afshar, J. Tapson and A. van Schaik, NIST",
+        notes="letters: labels 1-26 as published (0 unused)" if _split == "letters" else "",
+    )
+del _split, _classes
+
+#: The registry, by name. Add or replace entries to load other MNIST-format sets.
+DATASETS: dict[str, Dataset] = _DATASETS
+
+
+def names() -> list[str]:
+    """The dataset names `load` accepts."""
+    return sorted(DATASETS)
+
+
+def _spec(name: str) -> Dataset:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(names())}") from None
+
+
+# --- where files are looked for --------------------------------------------------------
+
+
+def _user_cache_base() -> Path:
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "mnist_mlp" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "mnist_mlp"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist_mlp"
+
+
+def cache_dir(name: str) -> Path:
+    """The cache folder of a dataset: ``$MNIST_MLP_DATA/<name>`` when set, else
+    the platform cache (``$XDG_CACHE_HOME/mnist_mlp/<name>``, by default
+    ``~/.cache/mnist_mlp/<name>``). EMNIST's splits share one ``emnist`` folder."""
+    spec = _spec(name)
+    folder = spec.cache_name or spec.name
+    env = os.environ.get("MNIST_MLP_DATA")
+    return (Path(env) if env else _user_cache_base()) / folder
+
+
+def _repo_data_dir() -> Path | None:
+    """The data/ folder of a source checkout (python/mnist_mlp/ is two levels down)."""
+    here = Path(__file__).resolve().parent
+    if here.parent.name == "python" and (here.parents[1] / "pyproject.toml").is_file():
+        return here.parents[1] / "data"
+    return None
+
+
+def _search_roots(spec: Dataset, root: PathLike | None) -> list[tuple[Path, bool]]:
+    """(folder, managed) in lookup order; managed folders (the repo's data/ and
+    the cache) are verified against the pinned checksums by default."""
+    roots: list[tuple[Path, bool]] = []
+    if root is not None:
+        roots.append((Path(root), False))
+    if spec.repo_data:
+        repo = _repo_data_dir()
+        if repo is not None:
+            roots.append((repo, True))
+    roots.append((cache_dir(spec.name), True))
+    env = os.environ.get("MNIST_MLP_DATA")
+    if spec.name == "mnist" and env:
+        roots.append((Path(env), False))  # where load_mnist() has always looked
+    return roots
+
+
+def _find_file(folder: Path, name: str) -> Path | None:
+    # The published name, uncompressed, and the seed notebook's train-images.idx3-ubyte.
+    stem = name[:-3] if name.endswith(".gz") else name
+    alt = stem.replace("-idx", ".idx")
+    for candidate in (stem + ".gz", stem, alt + ".gz", alt):
+        p = folder / candidate
+        if p.is_file():
+            return p
+    return None
+
+
+def _find_set(spec: Dataset, folder: Path) -> dict[str, Path | None]:
+    return {role: _find_file(folder, f.name) for role, f in spec.files.items()}
+
+
+# --- checksums ---------------------------------------------------------------------------
+
+
+def _new_hash(algorithm: str) -> Any:
+    try:
+        return hashlib.new(algorithm, usedforsecurity=False)
+    except TypeError:  # Python < 3.9 has no usedforsecurity
+        return hashlib.new(algorithm)
+
+
+def _file_digests(path: Path, algorithms: Iterable[str]) -> dict[str, str]:
+    hashers = {a: _new_hash(a) for a in set(algorithms)}
+    if hashers:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                for h in hashers.values():
+                    h.update(chunk)
+    return {a: h.hexdigest() for a, h in hashers.items()}
+
+
+def _content_bytes(arr: np.ndarray) -> list[Any]:
+    """The uncompressed IDX bytes of an array read by read_idx (header + big-endian data)."""
+    big = arr.dtype.newbyteorder(">") if arr.dtype.itemsize > 1 else arr.dtype
+    code = _TYPE_CODES[big]
+    header = bytes([0, 0, code, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    return [header, np.ascontiguousarray(arr, dtype=big).data]
+
+
+def _verify(
+    path: Path,
+    f: DataFile,
+    arr: np.ndarray | None = None,
+    digests: Mapping[str, str] | None = None,
+    shown: str | None = None,
+) -> None:
+    """Raises ChecksumError unless the file's bytes or its uncompressed content
+    match one of the pinned checksums. A file with none pinned passes.
+    ``digests``: those already computed while downloading; ``shown``: the name
+    to report (a download's temporary file is reported by its URL)."""
+    if not f.checksums:
+        return
+    file_sums = [c for c in f.checksums if c.of == "file"]
+    if file_sums:
+        got = dict(digests or {})
+        missing = [c.algorithm for c in file_sums if c.algorithm not in got]
+        got.update(_file_digests(path, missing))
+        if any(got[c.algorithm] == c.hexdigest.lower() for c in file_sums):
+            return
+    else:
+        got = {}
+    content_sums = [c for c in f.checksums if c.of == "content"]
+    if content_sums:
+        if arr is None:
+            arr = read_idx(path)
+        parts = _content_bytes(arr)
+        for c in content_sums:
+            h = _new_hash(c.algorithm)
+            for part in parts:
+                h.update(part)
+            got[f"{c.algorithm} of the content"] = h.hexdigest()
+            if h.hexdigest() == c.hexdigest.lower():
+                return
+    expected = ", ".join(f"{c.algorithm} {c.hexdigest} ({c.of})" for c in f.checksums)
+    found = ", ".join(f"{k} {v}" for k, v in got.items())
+    raise ChecksumError(f"{shown or path}: checksum mismatch for {f.name}: got {found}; expected {expected}")
+
+
+# --- downloading -------------------------------------------------------------------------
+
+_RETRY_BACKOFF = 0.5  # seconds before the 2nd attempt on a mirror, doubled after
+_MAX_DOWNLOAD_BYTES = 1 << 31  # a server streaming without end is cut off here
+_USER_AGENT = "mnist_mlp (python urllib)"
+
+
+class _TextBar:
+    """A light progress bar on a stream: bytes done, total and percentage."""
+
+    def __init__(self, total: int | None, desc: str, stream: IO[str]) -> None:
+        self.total, self.desc, self.stream = total, desc, stream
+        self.done, self._last = 0, 0.0
+
+    def _draw(self) -> None:
+        mib = self.done / (1 << 20)
+        if self.total:
+            text = f"\r{self.desc}: {100 * self.done // self.total:3d}% {mib:.1f}/{self.total / (1 << 20):.1f} MiB"
+        else:
+            text = f"\r{self.desc}: {mib:.1f} MiB"
+        self.stream.write(text)
+        self.stream.flush()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self._last >= 0.1:
+            self._last = now
+            self._draw()
+
+    def close(self) -> None:
+        self._draw()
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int | None, desc: str, progress: bool | None) -> Any:
+    stream = sys.stderr
+    if progress is None:
+        progress = bool(getattr(stream, "isatty", lambda: False)())
+    if not progress:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _TextBar(total, desc, stream)
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=stream, leave=True)
+
+
+def _stream_to_temp(
+    url: str, folder: Path, f: DataFile, timeout: float, progress: bool | None
+) -> tuple[Path, dict[str, str]]:
+    """Downloads url to a temporary file in folder, hashing as it goes."""
+    algorithms = {c.algorithm for c in f.checksums if c.of == "file"}
+    hashers = {a: _new_hash(a) for a in algorithms}
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{f.name}.", suffix=".part", dir=folder)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                bar = _progress_bar(total, f.name, progress)
+                done = 0
+                try:
+                    while True:
+                        chunk = response.read(1 << 16)
+                        if not chunk:
+                            break
+                        done += len(chunk)
+                        if done > _MAX_DOWNLOAD_BYTES:
+                            raise OSError(f"more than {_MAX_DOWNLOAD_BYTES} bytes: not the expected file")
+                        out.write(chunk)
+                        for h in hashers.values():
+                            h.update(chunk)
+                        bar.update(len(chunk))
+                finally:
+                    bar.close()
+                if total is not None and done != total:
+                    raise OSError(f"connection closed after {done} of {total} bytes")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp, {a: h.hexdigest() for a, h in hashers.items()}
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, urllib.error.HTTPError):
+        return f"HTTP {e.code} {e.reason}"
+    if isinstance(e, urllib.error.URLError):
+        e = e.reason if isinstance(e.reason, BaseException) else e
+    if isinstance(e, TimeoutError) or "timed out" in str(e):
+        return f"timed out ({e})"
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+def _download(
+    spec: Dataset,
+    f: DataFile,
+    folder: Path,
+    timeout: float,
+    retries: int,
+    progress: bool | None,
+    unreachable: set[str] | None = None,
+) -> tuple[Path | None, list[str]]:
+    """Fetches one file into folder from the first mirror that delivers a copy
+    that verifies. Returns (path, []) or (None, the failures). Mirrors that
+    could not be reached (refused, timed out, no route) are added to
+    ``unreachable`` and skipped for the dataset's other files."""
+    unreachable = set() if unreachable is None else unreachable
+    failures = []
+    for mirror in spec.mirrors:
+        url = mirror.rstrip("/") + "/" + f.name
+        if mirror in unreachable:
+            failures.append(f"{url}: skipped, the mirror could not be reached for another file")
+            continue
+        for attempt in range(retries + 1):
+            if attempt:
+                time.sleep(_RETRY_BACKOFF * 2 ** (attempt - 1))
+            try:
+                tmp, digests = _stream_to_temp(url, folder, f, timeout, progress)
+            except urllib.error.HTTPError as e:
+                e.close()
+                failures.append(f"{url}: {_describe(e)}")
+                if 400 <= e.code < 500 and e.code not in (408, 429):
+                    break  # not there: the next mirror
+                continue
+            except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
+                failures.append(f"{url}: {_describe(e)}")
+                reason = getattr(e, "reason", e)
+                if isinstance(reason, ValueError) or "unknown url type" in str(e):
+                    break  # not a URL this client can fetch
+                if isinstance(reason, ConnectionRefusedError) or attempt == retries:
+                    # Nothing listening (retrying will not help), or no luck in any attempt.
+                    if isinstance(reason, (OSError, http.client.HTTPException)):
+                        unreachable.add(mirror)
+                    break
+                continue
+            try:
+                _verify(tmp, f, digests=digests, shown=url)
+            except ValueError as e:  # ChecksumError, or not even an IDX file (IdxError)
+                tmp.unlink(missing_ok=True)
+                failures.append(str(e).replace(str(tmp), url))
+                break  # a mirror with a bad copy keeps it: the next mirror
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            dest = folder / f.name
+            os.replace(tmp, dest)
+            return dest, []
+    return None, failures
+
+
+def _offline_help(spec: Dataset, folder: Path, missing: Sequence[DataFile], failures: Sequence[str]) -> str:
+    lines = [f"could not download {spec.name}: every mirror failed for {', '.join(f.name for f in missing)}"]
+    lines += [f"  {line}" for line in failures]
+    lines.append(f"To work offline, put these files (from any mirror of {spec.name}) in {folder}, or pass root=FOLDER:")
+    for f in missing:
+        sums = ", ".join(f"{c.algorithm} {c.hexdigest}" + (" of the uncompressed file" if c.of == "content" else "") for c in f.checksums)
+        lines.append(f"  {f.name}" + (f"  ({sums})" if sums else ""))
+    lines.append("Mirrors: " + ", ".join(spec.mirrors))
+    return "\n".join(lines)
+
+
+def _extract_archive(spec: Dataset, archive: Path, folder: Path) -> None:
+    """Extracts every IDX .gz member of the archive (all splits) into folder,
+    each through a temporary name; zipfile checks every member's CRC-32."""
+    with zipfile.ZipFile(archive) as z:
+        for info in z.infolist():
+            base = info.filename.rsplit("/", 1)[-1]
+            if info.is_dir() or not base.endswith("-ubyte.gz"):
+                continue
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{base}.", suffix=".part", dir=folder)
+            try:
+                with os.fdopen(fd, "wb") as out, z.open(info) as member:
+                    shutil.copyfileobj(member, out, 1 << 20)
+                os.replace(tmp_name, folder / base)
+            except BaseException:
+                Path(tmp_name).unlink(missing_ok=True)
+                raise
+
+
+def fetch(
+    name: str,
+    root: PathLike | None = None,
+    download: bool = True,
+    *,
+    timeout: float = 30.0,
+    retries: int = 2,
+    progress: bool | None = None,
+) -> dict[str, Path]:
+    """Finds a dataset's four files, downloading what is missing, and returns
+    their paths by role (``train_images``, ``train_labels``, ``test_images``,
+    ``test_labels``). See `load` for the lookup order and the arguments."""
+    spec = _spec(name)
+    found, _ = _locate(spec, root)
+    if found is not None:
+        return found
+    return _download_set(spec, root, download, timeout, retries, progress)
+
+
+def _locate(spec: Dataset, root: PathLike | None) -> tuple[dict[str, Path] | None, bool]:
+    for folder, managed in _search_roots(spec, root):
+        paths = _find_set(spec, folder)
+        if all(paths.values()):
+            return {k: p for k, p in paths.items() if p is not None}, managed
+    return None, False
+
+
+def _download_set(
+    spec: Dataset, root: PathLike | None, download: bool, timeout: float, retries: int, progress: bool | None
+) -> dict[str, Path]:
+    folder = Path(root) if root is not None else cache_dir(spec.name)
+    if not download:
+        searched = ", ".join(str(f) for f, _ in _search_roots(spec, root))
+        expected = ", ".join(f.name for f in spec.files.values())
+        raise DatasetNotFoundError(
+            f"{spec.name} not found: expected {expected} (or uncompressed) in one of {searched}; "
+            f"pass download=True to fetch them into {folder}, or put them there"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    present = _find_set(spec, folder)
+    missing = [spec.files[r] for r, p in present.items() if p is None]
+    if spec.archive is not None:
+        archive = folder / spec.archive.name
+        if not archive.is_file():
+            got, failures = _download(spec, spec.archive, folder, timeout, retries, progress)
+            if got is None:
+                raise DownloadError(_offline_help(spec, folder, [spec.archive, *missing], failures))
+        _extract_archive(spec, archive, folder)
+        archive.unlink()
+        present = _find_set(spec, folder)
+        lost = [spec.files[r].name for r, p in present.items() if p is None]
+        if lost:
+            raise DownloadError(f"{spec.archive.name} from {spec.name}'s mirrors does not hold {', '.join(lost)}")
+    else:
+        failed: list[DataFile] = []
+        failures: list[str] = []
+        unreachable: set[str] = set()
+        for f in missing:
+            got, why = _download(spec, f, folder, timeout, retries, progress, unreachable)
+            if got is None:
+                failed.append(f)
+                failures += why
+        if failed:
+            raise DownloadError(_offline_help(spec, folder, failed, failures))
+        present = _find_set(spec, folder)
+    return {k: p for k, p in present.items() if p is not None}
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def _check_pair(x: np.ndarray, y: np.ndarray, xp: Path, yp: Path, num_classes: int) -> None:
+    if x.dtype != np.uint8 or x.ndim != 3:
+        raise ValueError(f"{xp}: expected uint8 images (N, rows, cols), got {x.dtype} {x.shape}")
+    if y.dtype != np.uint8 or y.ndim != 1:
+        raise ValueError(f"{yp}: expected uint8 labels (N,), got {y.dtype} {y.shape}")
+    if len(x) != len(y):
+        raise ValueError(f"{xp} holds {len(x)} images but {yp} holds {len(y)} labels")
+    if len(y) and int(y.max()) >= num_classes:
+        bad = int(np.argmax(y >= num_classes))
+        raise ValueError(f"{yp}: label {int(y[bad])} at index {bad} is outside [0, {num_classes})")
+
+
+def _read_set(spec: Dataset, paths: Mapping[str, Path], verify: bool) -> Any:
+    arrays = {}
+    for role, path in paths.items():
+        arr = read_idx(path)
+        if verify:
+            _verify(path, spec.files[role], arr)
+        arrays[role] = arr
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        _check_pair(x, y, paths[f"{split}_images"], paths[f"{split}_labels"], spec.num_classes)
+        if spec.transpose:
+            arrays[f"{split}_images"] = np.ascontiguousarray(x.transpose(0, 2, 1))
+    return (arrays["train_images"], arrays["train_labels"]), (arrays["test_images"], arrays["test_labels"])
+
+
+def load(
+    name: str,
+    root: PathLike | None = None,
+    download: bool = True,
+    *,
+    verify: bool | None = None,
+    timeout: float = 30.0,
+    retries: int = 2,
+    progress: bool | None = None,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Loads a dataset: ``(train_x, train_y), (test_x, test_y)``, uint8 images
+    ``(N, 28, 28)`` and uint8 labels ``(N,)``.
+
+    Looks in ``root`` (when given), then a source checkout's ``data/`` (MNIST),
+    then the cache (`cache_dir`), for the four files, ``.gz`` or uncompressed,
+    all in one folder. With ``download=True`` the missing files are fetched into
+    ``root`` or the cache; every downloaded file must match a pinned checksum
+    before it is renamed into place. Otherwise `DatasetNotFoundError` names the
+    files and the folders searched.
+
+    ``verify``: None (default) checks the files found in the cache and in the
+    repo's ``data/`` against the pinned checksums and trusts those under an
+    explicit ``root`` (any MNIST-format files of yours); True checks every
+    file; False checks none (downloads are always checked). A mismatch raises
+    `ChecksumError` naming the file.
+
+    ``timeout`` (seconds) bounds each connect and each read; each mirror gets
+    ``1 + retries`` attempts, then the next mirror is tried; when all fail,
+    `DownloadError` lists what was tried and where to put the files by hand.
+    ``progress``: a byte progress bar on stderr (tqdm when installed); None
+    shows it when stderr is a terminal.
+
+    After loading, image and label counts must agree and every label must be
+    below the dataset's class count (ValueError otherwise). EMNIST images are
+    transposed to the upright orientation of MNIST."""
+    spec = _spec(name)
+    if not (timeout > 0):
+        raise ValueError(f"timeout must be positive, got {timeout}")
+    if not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+    paths, managed = _locate(spec, root)
+    if paths is None:
+        paths = _download_set(spec, root, download, timeout, retries, progress)
+        managed = root is None  # the cache: what was there already is checked too
+    return _read_set(spec, paths, verify if verify is not None else managed)
+
+
+def _load_mnist_from(roots: Sequence[Path]) -> Any:
+    """`mnist_mlp.load_mnist`: the first of roots holding all four MNIST files,
+    read and checked like `load`, without checksums."""
+    spec = DATASETS["mnist"]
+    for folder in roots:
+        paths = _find_set(spec, folder)
+        if all(paths.values()):
+            return _read_set(spec, {k: p for k, p in paths.items() if p is not None}, verify=False)
+    expected = ", ".join(f.name for f in spec.files.values())
+    where = ", ".join(str(r) for r in roots)
+    raise FileNotFoundError(f"MNIST not found: expected {expected} (or uncompressed) in {where}")
+

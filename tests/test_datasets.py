@@ -1,0 +1,438 @@
+"""mnist_mlp.datasets: lookup order, checksums, downloads from a local HTTP
+server (127.0.0.1 only, started and stopped here), offline errors, and a
+Fashion-MNIST-format file set training an MLP through the same code path."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gzip
+import hashlib
+import http.server
+import io
+import socket
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mnist_mlp as mm
+from mnist_mlp import datasets as ds
+
+STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+NAMES = [s + ".gz" for s in STEMS]
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Every test gets its own cache; nothing touches the user's."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MNIST_MLP_DATA", str(cache))
+    monkeypatch.setattr(ds, "_RETRY_BACKOFF", 0.0)
+    monkeypatch.setattr(ds, "_repo_data_dir", lambda: None)
+    return cache
+
+
+def make_set(folder: Path, n_train=24, n_test=8, seed=0, classes=10, names=NAMES):
+    """A small MNIST-format file set (IDX .gz); returns the four arrays."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = [
+        rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        rng.integers(0, classes, n_train, dtype=np.uint8),
+        rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        rng.integers(0, classes, n_test, dtype=np.uint8),
+    ]
+    for name, arr in zip(names, arrays):
+        mm.write_idx(folder / name, arr)
+    return arrays
+
+
+def md5_of(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def fake_spec(files_from: Path, mirrors, name="fake", **kw) -> ds.Dataset:
+    """A registry entry pinning the MD5s of the .gz files in files_from."""
+    files = {role: ds.DataFile(n, (ds.Checksum("md5", md5_of(files_from / n)),)) for role, n in zip(ds.ROLES, NAMES)}
+    return ds.Dataset(name=name, files=files, mirrors=tuple(mirrors), num_classes=10, **kw)
+
+
+def assert_same(loaded, arrays):
+    (x, y), (xt, yt) = loaded
+    for got, want in zip((x, y, xt, yt), arrays):
+        assert got.dtype == np.uint8
+        np.testing.assert_array_equal(got, want)
+
+
+class Server:
+    """A folder served over HTTP on 127.0.0.1. Paths under /hang/ never answer
+    (until the fixture stops the server); every request path is recorded."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.requests: list[str] = []
+        self.stop = threading.Event()
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.requests.append(self.path)
+                if self.path.startswith("/hang/"):
+                    server.stop.wait(10)
+                    return
+                super().do_GET()
+
+        self.httpd = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder))
+        )
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = Server(tmp_path / "www")
+    (tmp_path / "www").mkdir()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def closed_port_url():
+    """A URL on 127.0.0.1 where nothing listens (connection refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture
+def served(server, monkeypatch):
+    """A fake file set at <server>/good/, registered as dataset 'fake'."""
+    arrays = make_set(server.folder / "good")
+    spec = fake_spec(server.folder / "good", [server.url + "good/"])
+    monkeypatch.setitem(ds.DATASETS, "fake", spec)
+    return arrays, spec
+
+
+def leftovers(folder: Path):
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+# --- downloads ---------------------------------------------------------------------------
+
+
+def test_good_download_then_cache_hit(served, server, private_cache):
+    arrays, _ = served
+    assert_same(ds.load("fake", timeout=5), arrays)
+    assert leftovers(private_cache / "fake") == sorted(NAMES)  # no temporary files left
+    assert len(server.requests) == 4
+    assert_same(ds.load("fake", timeout=5), arrays)  # from the cache, verified, no request
+    assert len(server.requests) == 4
+    assert ds.fetch("fake") == {r: private_cache / "fake" / n for r, n in zip(ds.ROLES, NAMES)}
+
+
+def test_download_into_root(served, tmp_path):
+    arrays, _ = served
+    root = tmp_path / "mine"
+    assert_same(ds.load("fake", root=root, timeout=5), arrays)
+    assert leftovers(root) == sorted(NAMES)
+
+
+def test_only_missing_files_are_downloaded(served, server, private_cache):
+    arrays, _ = served
+    (private_cache / "fake").mkdir(parents=True)
+    for n in NAMES[:2]:
+        (private_cache / "fake" / n).write_bytes((server.folder / "good" / n).read_bytes())
+    assert_same(ds.load("fake", timeout=5), arrays)
+    assert sorted(server.requests) == sorted(f"/good/{n}" for n in NAMES[2:])
+
+
+def test_corrupted_download_is_refused_and_removed(server, monkeypatch, private_cache):
+    make_set(server.folder / "good")
+    bad = server.folder / "bad"
+    bad.mkdir()
+    for n in NAMES:
+        blob = bytearray((server.folder / "good" / n).read_bytes())
+        if n == NAMES[0]:
+            blob[-9] ^= 0xFF  # one flipped byte
+        (bad / n).write_bytes(bytes(blob))
+    monkeypatch.setitem(ds.DATASETS, "fake", fake_spec(server.folder / "good", [server.url + "bad/"]))
+    with pytest.raises(ds.DownloadError) as info:
+        ds.load("fake", timeout=5)
+    msg = str(info.value)
+    assert "checksum mismatch for train-images-idx3-ubyte.gz" in msg
+    assert f"{server.url}bad/train-images-idx3-ubyte.gz" in msg
+    # The bad file is gone, no temporary file remains; the good ones were kept.
+    assert leftovers(private_cache / "fake") == sorted(NAMES[1:])
+
+
+def test_refusing_and_missing_mirrors_then_one_that_works(served, server, closed_port_url, monkeypatch):
+    arrays, spec = served
+    mirrors = [closed_port_url, server.url + "nothing-here/", server.url + "good/"]
+    monkeypatch.setitem(ds.DATASETS, "fake", dataclasses.replace(spec, mirrors=tuple(mirrors)))
+    t0 = time.perf_counter()
+    assert_same(ds.load("fake", timeout=5, retries=2), arrays)
+    assert time.perf_counter() - t0 < 3
+    # A 404 is not retried: one request per file on the empty mirror.
+    assert sum(p.startswith("/nothing-here/") for p in server.requests) == 4
+
+
+def test_hanging_server_times_out(served, server, monkeypatch, private_cache):
+    arrays, spec = served
+    monkeypatch.setitem(ds.DATASETS, "fake", dataclasses.replace(spec, mirrors=(server.url + "hang/",)))
+    t0 = time.perf_counter()
+    with pytest.raises(ds.DownloadError, match="timed out"):
+        ds.load("fake", timeout=0.3, retries=1)
+    # Two attempts for the first file; the mirror is then skipped for the others.
+    assert time.perf_counter() - t0 < 2 * 0.3 + 1
+    assert sum(p.startswith("/hang/") for p in server.requests) == 2
+    assert leftovers(private_cache / "fake") == []
+    hang_then_good = (server.url + "hang/", server.url + "good/")
+    monkeypatch.setitem(ds.DATASETS, "fake", dataclasses.replace(spec, mirrors=hang_then_good))
+    assert_same(ds.load("fake", timeout=0.3, retries=0), arrays)
+
+
+def test_offline_error_lists_files_and_folder(served, closed_port_url, monkeypatch, private_cache):
+    _, spec = served
+    monkeypatch.setitem(ds.DATASETS, "fake", dataclasses.replace(spec, mirrors=(closed_port_url,)))
+    with pytest.raises(ds.DownloadError) as info:
+        ds.load("fake", timeout=5)
+    msg = str(info.value)
+    assert isinstance(info.value, OSError)
+    for n in NAMES:
+        assert n in msg and f"md5 {spec.files[ds.ROLES[NAMES.index(n)]].checksums[0].hexdigest}" in msg
+    assert str(private_cache / "fake") in msg and "root=" in msg
+    assert "Connection refused" in msg or "refused" in msg.lower()
+
+
+def test_download_false_names_files_and_folders(served, tmp_path, private_cache):
+    with pytest.raises(ds.DatasetNotFoundError) as info:
+        ds.load("fake", root=tmp_path / "empty", download=False)
+    msg = str(info.value)
+    assert isinstance(info.value, FileNotFoundError)
+    assert all(n in msg for n in NAMES)
+    assert str(tmp_path / "empty") in msg and str(private_cache / "fake") in msg
+
+
+def test_progress_bar(served, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # the built-in bar
+    ds.fetch("fake", progress=True)
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte.gz:" in err and "100%" in err and "MiB" in err
+    ds.fetch("fake", root=None)  # cached: nothing
+    assert capsys.readouterr().err == ""
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(served, capsys):
+    ds.fetch("fake")
+    assert capsys.readouterr().err == ""
+
+
+# --- lookup order, cache location, verification -------------------------------------------
+
+
+def test_lookup_order(tmp_path, monkeypatch, private_cache):
+    root, repo = tmp_path / "root", tmp_path / "repo"
+    in_root = make_set(root, n_train=3, seed=1)
+    in_repo = make_set(repo, n_train=4, seed=2)
+    in_cache = make_set(private_cache / "fake", n_train=5, seed=3)
+    spec = ds.Dataset("fake", {r: ds.DataFile(n) for r, n in zip(ds.ROLES, NAMES)}, (), 10, repo_data=True)
+    monkeypatch.setitem(ds.DATASETS, "fake", spec)
+    monkeypatch.setattr(ds, "_repo_data_dir", lambda: repo)
+    assert_same(ds.load("fake", root=root, download=False), in_root)
+    assert_same(ds.load("fake", download=False), in_repo)
+    assert_same(ds.load("fake", root=tmp_path / "elsewhere", download=False), in_repo)
+    monkeypatch.setattr(ds, "_repo_data_dir", lambda: None)
+    assert_same(ds.load("fake", download=False), in_cache)
+    # Without repo_data (every set but MNIST), the repo's folder is not looked at.
+    monkeypatch.setattr(ds, "_repo_data_dir", lambda: repo)
+    monkeypatch.setitem(ds.DATASETS, "fake", dataclasses.replace(spec, repo_data=False))
+    assert_same(ds.load("fake", download=False), in_cache)
+
+
+def test_cache_location(monkeypatch, tmp_path):
+    monkeypatch.setenv("MNIST_MLP_DATA", str(tmp_path / "d"))
+    assert ds.cache_dir("kmnist") == tmp_path / "d" / "kmnist"
+    assert ds.cache_dir("emnist-letters") == ds.cache_dir("emnist-digits") == tmp_path / "d" / "emnist"
+    monkeypatch.delenv("MNIST_MLP_DATA")
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert ds.cache_dir("fashion-mnist") == tmp_path / "xdg" / "mnist_mlp" / "fashion-mnist"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert ds.cache_dir("mnist") == tmp_path / "home" / ".cache" / "mnist_mlp" / "mnist"
+
+
+def test_mnist_also_looks_in_MNIST_MLP_DATA_itself(tmp_path, monkeypatch):
+    # load_mnist() has always read $MNIST_MLP_DATA; datasets.load('mnist') does too.
+    arrays = make_set(tmp_path / "flat")
+    monkeypatch.setenv("MNIST_MLP_DATA", str(tmp_path / "flat"))
+    assert_same(ds.load("mnist", download=False), arrays)
+    assert_same(mm.load_mnist(), arrays)
+
+
+def test_verification_of_local_files(served, server, tmp_path, private_cache):
+    arrays, spec = served
+    other = make_set(tmp_path / "root", seed=9)  # MNIST-format, but not the pinned files
+    # Under an explicit root your files are trusted by default, checked with verify=True.
+    assert_same(ds.load("fake", root=tmp_path / "root", download=False), other)
+    with pytest.raises(ds.ChecksumError, match="train-images-idx3-ubyte.gz: checksum mismatch") as info:
+        ds.load("fake", root=tmp_path / "root", download=False, verify=True)
+    assert str(tmp_path / "root") in str(info.value)
+    # In the cache they are checked by default, and verify=False skips it.
+    make_set(private_cache / "fake", seed=9)
+    with pytest.raises(ds.ChecksumError, match=str(private_cache / "fake")):
+        ds.load("fake")
+    assert_same(ds.load("fake", verify=False), other)
+    assert server.requests == []
+
+
+def test_content_checksum_accepts_recompressed_and_uncompressed_copies(tmp_path, monkeypatch):
+    arrays = make_set(tmp_path / "orig")
+    content = {n: hashlib.sha256(gzip.decompress((tmp_path / "orig" / n).read_bytes())).hexdigest() for n in NAMES}
+    files = {
+        r: ds.DataFile(n, (ds.Checksum("md5", "0" * 32), ds.Checksum("sha256", content[n], of="content")))
+        for r, n in zip(ds.ROLES, NAMES)
+    }
+    monkeypatch.setitem(ds.DATASETS, "fake", ds.Dataset("fake", files, (), 10))
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for i, n in enumerate(NAMES):
+        raw = gzip.decompress((tmp_path / "orig" / n).read_bytes())
+        if i % 2:
+            (copy / n).write_bytes(gzip.compress(raw, compresslevel=1, mtime=12345))  # other .gz bytes
+        else:
+            (copy / n[:-3]).write_bytes(raw)  # gunzipped
+    assert_same(ds.load("fake", root=copy, download=False, verify=True), arrays)
+    (copy / NAMES[1]).write_bytes(gzip.compress(gzip.decompress((copy / NAMES[1]).read_bytes())[:-1] + b"\x03"))
+    with pytest.raises(ds.ChecksumError, match="sha256 of the content"):
+        ds.load("fake", root=copy, download=False, verify=True)
+
+
+def test_repo_mnist_verifies_against_the_pinned_content_hashes(mnist):
+    # data/ holds recompressed files: their .gz MD5s differ from the mirrors',
+    # their content matches the pinned SHA-256s.
+    from conftest import DATA
+
+    loaded = ds.load("mnist", root=DATA, download=False, verify=True)
+    for got, want in zip((*loaded[0], *loaded[1]), (*mnist[0], *mnist[1])):
+        assert got.shape == want.shape and np.array_equal(got, want)
+    with pytest.raises(ds.ChecksumError):
+        ds._verify(DATA / NAMES[3], ds.DATASETS["fashion-mnist"].files["test_labels"])
+
+
+# --- checks after loading ---------------------------------------------------------------
+
+
+def test_counts_and_labels_are_checked(tmp_path):
+    make_set(tmp_path)
+    mm.write_idx(tmp_path / NAMES[1], np.zeros(23, np.uint8))
+    with pytest.raises(ValueError, match="24 images but .* 23 labels"):
+        ds.load("fashion-mnist", root=tmp_path, download=False)
+    mm.write_idx(tmp_path / NAMES[1], np.full(24, 3, np.uint8))
+    mm.write_idx(tmp_path / NAMES[3], np.array([0, 1, 2, 10, 4, 5, 6, 7], np.uint8))
+    with pytest.raises(ValueError, match=r"label 10 at index 3 is outside \[0, 10\)"):
+        ds.load("kmnist", root=tmp_path, download=False)
+    mm.write_idx(tmp_path / NAMES[2], np.zeros((8, 784), np.uint8))
+    with pytest.raises(ValueError, match="expected uint8 images"):
+        ds.load("kmnist", root=tmp_path, download=False)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'.*fashion-mnist"):
+        ds.load("cifar")
+    with pytest.raises(ValueError, match="timeout"):
+        ds.load("mnist", timeout=0)
+    with pytest.raises(ValueError, match="retries"):
+        ds.load("mnist", retries=-1)
+    with pytest.raises(ValueError, match="hash algorithm"):
+        ds.Checksum("crc99", "00")
+
+
+def test_registry():
+    assert {"mnist", "fashion-mnist", "kmnist", "emnist-digits", "emnist-letters", "emnist-byclass"} <= set(ds.names())
+    for name, spec in ds.DATASETS.items():
+        assert set(spec.files) == set(ds.ROLES) and spec.mirrors and spec.num_classes >= 10
+        assert all(m.startswith(("http://", "https://")) for m in spec.mirrors)
+        pinned = spec.archive.checksums if spec.archive else [c for f in spec.files.values() for c in f.checksums]
+        assert pinned, name
+    mnist = ds.DATASETS["mnist"].files
+    assert mnist["train_images"].checksums[0] == ds.Checksum("md5", "f68b3c2dcbeaaa9fbdd348bbdeb94873")
+    # The content hashes are data/README.md's.
+    from conftest import DATA
+
+    readme = (DATA / "README.md").read_text()
+    for f in mnist.values():
+        assert [c.hexdigest for c in f.checksums if c.of == "content"][0] in readme
+
+
+# --- EMNIST: one zip holding every split ---------------------------------------------------
+
+
+def test_emnist_from_its_zip(server, monkeypatch, private_cache):
+    rng = np.random.default_rng(5)
+    buf = io.BytesIO()
+    stored = {}
+    with zipfile.ZipFile(buf, "w") as z:
+        for split, classes in (("digits", 10), ("letters", 27)):
+            for part, n in (("train", 6), ("test", 3)):
+                x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+                y = rng.integers(1 if split == "letters" else 0, classes, n, dtype=np.uint8)
+                stored[split, part] = (x, y)
+                for kind, arr in (("images-idx3", x), ("labels-idx1", y)):
+                    tmp = Path(server.folder) / "member.gz"
+                    mm.write_idx(tmp, arr)
+                    z.write(tmp, f"gzip/emnist-{split}-{part}-{kind}-ubyte.gz")
+                    tmp.unlink()
+        z.writestr("gzip/emnist-digits-mapping.txt", "0 48\n")
+    (server.folder / "gzip.zip").write_bytes(buf.getvalue())
+    archive = ds.DataFile("gzip.zip", (ds.Checksum("md5", hashlib.md5(buf.getvalue()).hexdigest()),))
+    for split in ("digits", "letters"):
+        spec = dataclasses.replace(ds.DATASETS[f"emnist-{split}"], mirrors=(server.url,), archive=archive)
+        monkeypatch.setitem(ds.DATASETS, f"emnist-{split}", spec)
+    (x, y), (xt, yt) = ds.load("emnist-digits", timeout=5)
+    # Stored transposed, returned upright.
+    np.testing.assert_array_equal(x, stored["digits", "train"][0].transpose(0, 2, 1))
+    np.testing.assert_array_equal(yt, stored["digits", "test"][1])
+    folder = private_cache / "emnist"
+    assert "gzip.zip" not in leftovers(folder) and len(leftovers(folder)) == 8  # both splits, no zip
+    (x, y), _ = ds.load("emnist-letters", timeout=5)  # already extracted: no request
+    assert server.requests == ["/gzip.zip"] and y.min() >= 1
+    np.testing.assert_array_equal(x, stored["letters", "train"][0].transpose(0, 2, 1))
+
+
+def test_emnist_archive_checksum_failure(server, monkeypatch, private_cache):
+    (server.folder / "gzip.zip").write_bytes(b"PK not really a zip")
+    spec = dataclasses.replace(ds.DATASETS["emnist-mnist"], mirrors=(server.url,))
+    monkeypatch.setitem(ds.DATASETS, "emnist-mnist", spec)
+    with pytest.raises(ds.DownloadError, match="gzip.zip: checksum mismatch"):
+        ds.load("emnist-mnist", timeout=5)
+    assert leftovers(private_cache / "emnist") == []
+
+
+# --- Fashion-MNIST trains through the same path ---------------------------------------------
+
+
+def test_fashion_mnist_file_set_trains(tmp_path):
+    make_set(tmp_path, n_train=64, n_test=16, seed=4)
+    (x, y), (xt, yt) = mm.datasets.load("fashion-mnist", root=tmp_path, download=False)
+    assert x.shape == (64, 28, 28) and x.dtype == np.uint8 and yt.shape == (16,)
+    model = mm.MLP([784, 32, 10], seed=0)
+    hist = model.fit(x, y, epochs=1, lr=0.1, batch_size=8, validation_data=(xt, yt))
+    assert len(hist) == 1 and np.isfinite(hist[0]["train_loss"]) and 0 <= hist[0]["test_accuracy"] <= 1
