@@ -256,41 +256,15 @@ def write_json(result: Result, path: Path) -> None:
 
 def write_png(result: Result, path: Path) -> str | None:
     """Two panels: median seconds per epoch (log scale, whiskers at min and
-    max) and test accuracy against cumulative training time. Returns a note
-    when matplotlib is missing, else None."""
+    max) and test accuracy against cumulative training time, drawn by
+    `mnist_mlp.plots.bench_chart`. Returns a note when matplotlib is missing,
+    else None."""
+    from mnist_mlp.plots import MissingMatplotlib, bench_chart
+
     try:
-        from matplotlib.figure import Figure
-    except ImportError:
+        bench_chart(result, path, title=describe_config(result))
+    except MissingMatplotlib:
         return "matplotlib is not installed: no figure"
-    rows = [r for r in result["rows"] if r["status"] == "ok"]
-    fig = Figure(figsize=(13, 5), layout="constrained")
-    bars, curves = fig.subplots(1, 2)
-    names = [r["name"] for r in rows]
-    med = [r["epoch_median_seconds"] for r in rows]
-    err = [[m - r["epoch_min_seconds"] for m, r in zip(med, rows)], [r["epoch_max_seconds"] - m for m, r in zip(med, rows)]]
-    colors = [f"C{i}" for i in range(len(rows))]
-    bars.bar(names, med, yerr=err, color=colors, capsize=4)
-    bars.set_yscale("log")
-    bars.set_ylabel("seconds per training epoch (median; whiskers: min, max)")
-    bars.set_title("Time per epoch")
-    bars.tick_params(axis="x", labelrotation=30)
-    for x, m in enumerate(med):
-        bars.annotate(fmt_seconds(m), (x, m), ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
-    for r, color in zip(rows, colors):
-        t, elapsed = [], r["setup_seconds"]
-        for s in r["epoch_seconds"]:
-            elapsed += s
-            t.append(elapsed)
-        curves.plot(t, r["test_accuracy_per_epoch"], marker="o", ms=3, color=color, label=r["name"])
-    curves.set_xscale("log")
-    curves.set_xlabel("cumulative seconds (setup + training; evaluation excluded)")
-    curves.set_ylabel("test accuracy after each epoch")
-    curves.set_title("Test accuracy against time")
-    curves.grid(True, which="both", alpha=0.3)
-    curves.legend(fontsize=8)
-    fig.suptitle(describe_config(result), fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
     return None
 
 

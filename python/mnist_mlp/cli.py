@@ -1,72 +1,547 @@
-"""The `mnist-mlp` command (also `python -m mnist_mlp`)."""
+"""The `mnist-mlp` command (also `python -m mnist_mlp`): train, evaluate, predict, plot.
+
+Exit codes: 0 success, 1 a failure (one line on stderr, ``mnist-mlp: error: ...``;
+``--debug`` shows the traceback instead), 2 a usage error, 130 Ctrl-C.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
+import math
+import os
 import sys
+import tempfile
 import time
-from typing import Sequence
+from pathlib import Path
+from typing import IO, Any, Callable, Sequence
 
 import numpy as np
 
-EXAMPLES = """examples:
+MAIN_EXAMPLES = """examples:
+  mnist-mlp train --save model.npz --metrics-json metrics.json --plot curves.png
+  mnist-mlp evaluate model.npz
+  mnist-mlp predict model.npz digit.png
+  mnist-mlp plot --model model.npz --metrics metrics.json --out-dir figures
+
+Run "mnist-mlp COMMAND --help" for the options of each command.
+"""
+
+TRAIN_EXAMPLES = """examples:
   mnist-mlp train                          # the seed notebook's run: 784-300-10, lr 0.1, batch 8, 20 epochs
   mnist-mlp train --epochs 1 --data ~/mnist
   mnist-mlp train --hidden 500 100 --dtype float64 --save model.npz
+  mnist-mlp train --save model.npz --metrics-json metrics.json --plot curves.png
+  mnist-mlp train --dataset fashion-mnist --data ~/datasets --shuffle
+
+Prints the seed notebook's line after every epoch (with a progress bar over the
+epochs when stdout is a terminal), then "Result:" and the final line with the time.
+"""
+
+EVALUATE_EXAMPLES = """examples:
+  mnist-mlp evaluate model.npz                    # MNIST's test set from ./data
+  mnist-mlp evaluate model.npz --data ~/mnist --split train
+  mnist-mlp evaluate model.npz --dataset fashion-mnist
+
+Prints the loss, the accuracy and, per class, the number of samples, how many
+were classified right, precision, recall and F1.
+"""
+
+PREDICT_EXAMPLES = """examples:
+  mnist-mlp predict model.npz digit.png                 # a photo or drawing of one digit
+  mnist-mlp predict model.npz a.png b.jpg --save-inputs seen/
+  mnist-mlp predict model.npz batch.npy                 # one line per row
+  mnist-mlp predict model.npz data/t10k-images-idx3-ubyte.gz
+
+INPUT is an image (.png .jpg .jpeg .bmp .gif .tif .webp; needs Pillow:
+pip install "mnist_mlp[images]"), a .npy array or an IDX file. Images are made
+MNIST-like: grayscale; inverted when the median of the border pixels is lighter
+than mid-grey (dark ink on light paper -> white digit on black, as in MNIST);
+background to 0 and contrast stretched; the digit's bounding box scaled to fit
+20x20 keeping its aspect ratio; pasted into 28x28 with its centre of mass at
+the centre. Arrays: rows of the model's input size, or (n, 28, 28) images, or a
+single image; uint8 (and integer arrays within 0..255) are pixels, scaled by
+1/255; floats are used as they are (MNIST pixels / 255).
+Prints "INPUT: CLASS (p=PROBABILITY)", with [row] after arrays.
+"""
+
+PLOT_EXAMPLES = """examples:
+  mnist-mlp plot --metrics metrics.json                 # curves.png
+  mnist-mlp plot --model model.npz --out-dir figures    # curves (from the model's history), confusion, errors
+  mnist-mlp plot --model model.npz --metrics metrics.json --data ~/mnist
+
+Writes PNG files in --out-dir: curves.png (loss and accuracy per epoch, from
+--metrics or else the model's saved history), confusion.png (confusion matrix
+on the test set) and misclassified.png (the first --max-errors misclassified
+test digits, true -> predicted). Needs matplotlib: pip install "mnist_mlp[plot]".
 """
 
 
+class CLIError(Exception):
+    """A failure to report in one line (exit 1)."""
+
+
+# ---------------------------------------------------------------------------
+# Arguments
+
+
 def _parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(
         prog="mnist-mlp",
-        description="Train multilayer perceptrons on MNIST with a C++ core.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train multilayer perceptrons on MNIST with a C++ core; evaluate, predict and plot.",
+        epilog=MAIN_EXAMPLES,
+        formatter_class=raw,
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser(
-        "train",
-        help="train a model (defaults: the seed notebook's run)",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    t.add_argument("--data", default=None, help="folder with the four MNIST IDX files (default: ./data)")
-    t.add_argument("--hidden", type=int, nargs="+", default=[300], help="hidden layer widths (default: 300)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data", default=None, metavar="DIR",
+                      help="folder with the dataset's four IDX files (default: $MNIST_MLP_DATA, then ./data)")
+    data.add_argument("--dataset", default=None, metavar="NAME",
+                      help="a named dataset from mnist_mlp.datasets (e.g. mnist, fashion-mnist), looked for "
+                           "in --data, fetched when missing (default: MNIST from --data)")
+    threads = argparse.ArgumentParser(add_help=False)
+    threads.add_argument("--threads", type=int, default=None, help="threads (default: all cores, or OMP_NUM_THREADS)")
+
+    t = sub.add_parser("train", parents=[common, data, threads], help="train a model (defaults: the seed notebook's run)",
+                       description="Train an MLP (ReLU, softmax, cross-entropy, SGD) and report the seed notebook's lines.",
+                       epilog=TRAIN_EXAMPLES, formatter_class=raw)
+    t.add_argument("--hidden", type=int, nargs="+", default=[300], metavar="N", help="hidden layer widths (default: 300)")
     t.add_argument("--lr", type=float, default=0.1, help="learning rate (default: 0.1)")
     t.add_argument("--batch-size", type=int, default=8, help="mini-batch size (default: 8)")
     t.add_argument("--epochs", type=int, default=20, help="epochs (default: 20)")
     t.add_argument("--seed", type=int, default=0, help="seed for the initial weights and shuffling (default: 0)")
-    t.add_argument("--threads", type=int, default=None, help="threads (default: all cores, or OMP_NUM_THREADS)")
-    t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    t.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="precision (default: float32)")
     t.add_argument("--shuffle", action="store_true", help="shuffle the training set every epoch")
     t.add_argument("--save", default=None, metavar="MODEL.npz", help="write the trained model here")
+    t.add_argument("--metrics-json", default=None, metavar="FILE",
+                   help="write the configuration, the per-epoch history and the final result as JSON")
+    t.add_argument("--plot", default=None, metavar="CURVES.png", help="draw the loss and accuracy curves (needs matplotlib)")
     t.add_argument("--quiet", action="store_true", help="print only the result")
+
+    e = sub.add_parser("evaluate", parents=[common, data, threads], help="loss, accuracy and a per-class table",
+                       description="Evaluate a saved model on a dataset's test (or training) set.",
+                       epilog=EVALUATE_EXAMPLES, formatter_class=raw)
+    e.add_argument("model", metavar="MODEL.npz", help="a model written by train --save or MLP.save")
+    e.add_argument("--split", choices=["test", "train"], default="test", help="which set (default: test)")
+
+    pr = sub.add_parser("predict", parents=[common, threads], help="classify images, .npy arrays or IDX files",
+                        description="Print the most probable class and its probability for every input.",
+                        epilog=PREDICT_EXAMPLES, formatter_class=raw)
+    pr.add_argument("model", metavar="MODEL.npz", help="a model written by train --save or MLP.save")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, .npy arrays or IDX files")
+    pr.add_argument("--save-inputs", default=None, metavar="DIR",
+                    help="write the 28x28 image each picture was turned into, as PNG, to DIR (to check the conversion)")
+
+    pl = sub.add_parser("plot", parents=[common, data], help="training curves, confusion matrix, misclassified digits",
+                        description="Draw figures from a metrics JSON and/or a saved model.",
+                        epilog=PLOT_EXAMPLES, formatter_class=raw)
+    pl.add_argument("--model", default=None, metavar="MODEL.npz", help="a saved model (confusion matrix, misclassified digits)")
+    pl.add_argument("--metrics", default=None, metavar="METRICS.json", help="written by train --metrics-json (curves)")
+    pl.add_argument("--out-dir", default=".", metavar="DIR", help="where the PNG files go (default: .)")
+    pl.add_argument("--max-errors", type=int, default=36, metavar="N", help="misclassified digits shown (default: 36)")
+    for command in (t, e, pr, pl):
+        command.set_defaults(usage_error=command.error)
     return p
 
 
-def _train(args: argparse.Namespace) -> int:
-    from . import MLP, load_mnist
+def _version() -> str:
+    try:
+        from . import __version__
 
-    (x, y), (xt, yt) = load_mnist(args.data)
-    model = MLP([x.shape[1] * x.shape[2], *args.hidden, 10], seed=args.seed, dtype=args.dtype)
-    t0 = time.perf_counter()
-    model.fit(
-        x, y, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, shuffle=args.shuffle,
-        validation_data=(xt, yt), num_threads=args.threads, verbose=not args.quiet,
+        return __version__
+    except Exception:  # pragma: no cover - a broken install still gets --help
+        return "?"
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+
+
+def _load_data(args: argparse.Namespace) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], str]:
+    """((train_x, train_y), (test_x, test_y), a description) from --data / --dataset."""
+    if args.dataset:
+        if importlib.util.find_spec("mnist_mlp.datasets") is None:
+            raise CLIError(
+                f"--dataset {args.dataset}: this installation of mnist_mlp has no mnist_mlp.datasets module; "
+                "use --data DIR with the four MNIST-format IDX files instead"
+            )
+        from . import datasets
+
+        train, test = datasets.load(args.dataset, root=args.data)
+        return train, test, args.dataset
+    from . import load_mnist
+
+    train, test = load_mnist(args.data)
+    return train, test, "mnist" + (f" ({args.data})" if args.data else "")
+
+
+def _num_classes(*label_arrays: np.ndarray) -> int:
+    return max(2, max(int(np.max(y)) for y in label_arrays if len(y)) + 1)
+
+
+def _require(module: str, extra: str, what: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise CLIError(f"{what} needs {module}, which is not installed: pip install \"mnist_mlp[{extra}]\"")
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _result_line(rec: dict[str, Any], seconds: float) -> str:
+    """The seed notebook's final line."""
+    return (
+        f"Error on test: {rec['test_loss']:.5f}; Error on train: {rec['train_loss']:.5f}; "
+        f"Accuracy on test: {rec['test_accuracy']:.5f}; Accuracy on train: {rec['train_accuracy']:.5f}; "
+        f"Time: {seconds:.2f} s"
     )
+
+
+# ---------------------------------------------------------------------------
+# Progress over the epochs
+
+
+class _NoBar:
+    """No bar: lines go straight to the stream."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
+
+    def update(self, rec: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _TextBar(_NoBar):
+    """A one-line bar redrawn with carriage returns, for terminals without tqdm."""
+
+    WIDTH = 24
+
+    def __init__(self, stream: IO[str], total: int) -> None:
+        super().__init__(stream)
+        self.total, self.done, self.t0, self.suffix = total, 0, time.perf_counter(), ""
+        self._shown = 0
+        self._draw()
+
+    def _draw(self) -> None:
+        elapsed = time.perf_counter() - self.t0
+        fill = self.WIDTH * self.done // max(self.total, 1)
+        text = f"epoch {self.done}/{self.total} [{'#' * fill}{'.' * (self.WIDTH - fill)}] {elapsed:.1f} s"
+        if 0 < self.done < self.total:
+            text += f", ~{elapsed / self.done * (self.total - self.done):.1f} s left"
+        text += self.suffix
+        self.stream.write("\r" + text.ljust(self._shown))
+        self.stream.flush()
+        self._shown = len(text)
+
+    def _clear(self) -> None:
+        self.stream.write("\r" + " " * self._shown + "\r")
+        self._shown = 0
+
+    def write(self, line: str) -> None:
+        self._clear()
+        print(line, file=self.stream)
+        self._draw()
+
+    def update(self, rec: dict[str, Any]) -> None:
+        self.done += 1
+        if "test_accuracy" in rec:
+            self.suffix = f", test accuracy {rec['test_accuracy']:.4f}"
+        self._draw()
+
+    def close(self) -> None:
+        self._clear()
+        self.stream.flush()
+
+
+class _TqdmBar(_NoBar):
+    def __init__(self, stream: IO[str], total: int) -> None:
+        super().__init__(stream)
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.bar = tqdm(total=total, unit="epoch", file=stream, leave=False, dynamic_ncols=True, mininterval=0)
+
+    def write(self, line: str) -> None:
+        self._tqdm.write(line, file=self.stream)
+
+    def update(self, rec: dict[str, Any]) -> None:
+        if "test_accuracy" in rec:
+            self.bar.set_postfix_str(f"test accuracy {rec['test_accuracy']:.4f}", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def progress_bar(total: int, stream: IO[str] | None = None, *, enabled: bool = True, use_tqdm: bool | None = None) -> _NoBar:
+    """A bar over ``total`` epochs on ``stream`` (stdout): tqdm when installed,
+    else a built-in one, and none when ``stream`` is not a terminal or not
+    ``enabled``. ``write(line)`` prints a line above the bar."""
+    stream = sys.stdout if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    if not enabled or not (callable(isatty) and isatty()):
+        return _NoBar(stream)
+    if use_tqdm is None:
+        use_tqdm = importlib.util.find_spec("tqdm") is not None
+    return _TqdmBar(stream, total) if use_tqdm else _TextBar(stream, total)
+
+
+# ---------------------------------------------------------------------------
+# Commands
+
+
+def _train(args: argparse.Namespace) -> int:
+    from . import MLP, __version__
+    from .model import _epoch_line
+
+    if args.plot:
+        _require("matplotlib", "plot", "--plot")
+    (x, y), (xt, yt), source = _load_data(args)
+    features = int(np.prod(x.shape[1:]))
+    sizes = [features, *args.hidden, _num_classes(y, yt)]
+    model = MLP(sizes, seed=args.seed, dtype=args.dtype)
+    bar = progress_bar(args.epochs, sys.stdout, enabled=not args.quiet) if args.epochs >= 1 else _NoBar(sys.stdout)
+
+    def on_epoch(rec: dict[str, Any]) -> None:
+        if not args.quiet:
+            bar.write(_epoch_line(rec))
+        bar.update(rec)
+
+    t0 = time.perf_counter()
+    try:
+        model.fit(
+            x, y, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, shuffle=args.shuffle,
+            validation_data=(xt, yt), num_threads=args.threads, callback=on_epoch,
+        )
+    finally:
+        bar.close()
     elapsed = time.perf_counter() - t0
     last = model.history[-1]
     print("Result:")
-    print(
-        f"Error on test: {last['test_loss']:.5f}; Error on train: {last['train_loss']:.5f}; "
-        f"Accuracy on test: {last['test_accuracy']:.5f}; Accuracy on train: {last['train_accuracy']:.5f}; "
-        f"Time: {elapsed:.2f} s"
-    )
+    print(_result_line(last, elapsed), flush=True)
     if args.save:
         model.save(args.save)
         print(f"saved {args.save}")
+    if args.metrics_json:
+        doc = {
+            "format": "mnist_mlp.metrics/1",
+            "version": __version__,
+            "config": {
+                "dataset": args.dataset or "mnist",
+                "data": args.data,
+                "layer_sizes": sizes,
+                "lr": args.lr,
+                "batch_size": args.batch_size,
+                "epochs": args.epochs,
+                "seed": args.seed,
+                "threads": args.threads,
+                "dtype": args.dtype,
+                "shuffle": args.shuffle,
+                "train_samples": len(x),
+                "test_samples": len(xt),
+            },
+            "history": model.history,
+            "result": {
+                "train_loss": last["train_loss"],
+                "train_accuracy": last["train_accuracy"],
+                "test_loss": last["test_loss"],
+                "test_accuracy": last["test_accuracy"],
+                "epochs": len(model.history),
+                "seconds": elapsed,
+            },
+        }
+        _atomic_write_text(args.metrics_json, json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {args.metrics_json}")
+    if args.plot:
+        from . import plots
+
+        plots.training_curves(model.history, args.plot, title=f"{'-'.join(map(str, sizes))} MLP on {source}")
+        print(f"wrote {args.plot}")
     return 0
+
+
+def _load_model(path: str) -> Any:
+    from . import MLP
+
+    return MLP.load(path)
+
+
+def _check_fits(model: Any, x: np.ndarray, y: np.ndarray, what: str) -> None:
+    features = int(np.prod(x.shape[1:]))
+    if features != model.layer_sizes[0]:
+        raise CLIError(f"{what} has {features} features per sample, the model expects {model.layer_sizes[0]}")
+    classes = model.layer_sizes[-1]
+    if len(y) and int(y.max()) >= classes:
+        raise CLIError(f"{what} has labels up to {int(y.max())}, the model has {classes} classes")
+
+
+def per_class_table(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> str:
+    """Per class: samples, correct, precision, recall, F1 (a plain-text table)."""
+    from .plots import confusion_counts
+
+    cm = confusion_counts(y_true, y_pred, classes)
+    support, predicted, correct = cm.sum(axis=1), cm.sum(axis=0), np.diag(cm)
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.4f}" if b else "-"
+
+    lines = [f"{'class':>5}  {'count':>6}  {'correct':>7}  {'precision':>9}  {'recall':>6}  {'f1':>6}"]
+    for c in range(classes):
+        p = correct[c] / predicted[c] if predicted[c] else math.nan
+        r = correct[c] / support[c] if support[c] else math.nan
+        f1 = "-" if not (p + r > 0) else f"{2 * p * r / (p + r):.4f}"
+        lines.append(
+            f"{c:>5}  {support[c]:>6}  {correct[c]:>7}  {ratio(correct[c], predicted[c]):>9}  "
+            f"{ratio(correct[c], support[c]):>6}  {f1:>6}"
+        )
+    return "\n".join(lines)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    train, test, source = _load_data(args)
+    x, y = test if args.split == "test" else train
+    _check_fits(model, x, y, f"the {args.split} set of {source}")
+    loss, acc = model.evaluate(x, y, num_threads=args.threads)
+    pred = model.predict(x, num_threads=args.threads)
+    print(f"model: {args.model} ({'-'.join(map(str, model.layer_sizes))}, {model.dtype.name}, "
+          f"{len(model.history)} epochs trained)")
+    print(f"data: {args.split} set of {source}, {len(x)} samples")
+    print(f"loss: {loss:.5f}")
+    print(f"accuracy: {acc:.5f} ({int(np.sum(pred == y))} / {len(y)})")
+    print()
+    print(per_class_table(y, pred, model.layer_sizes[-1]))
+    return 0
+
+
+def _read_input(path: str, features: int) -> tuple[np.ndarray, bool]:
+    """(rows, is_image) for one INPUT of predict."""
+    from .images import IMAGE_SUFFIXES
+
+    if path.lower().endswith(IMAGE_SUFFIXES):
+        from .images import load_image
+
+        return load_image(path).reshape(1, -1), True
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.lower().endswith(".npy"):
+        arr = np.load(path, allow_pickle=False)
+    else:
+        from . import read_idx
+
+        arr = read_idx(path)
+    arr = np.asarray(arr)
+    if arr.dtype.kind in "iub" and arr.dtype != np.uint8:
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise CLIError(f"{path}: integer values outside 0..255 (pixels are 0..255; use floats for features)")
+        arr = arr.astype(np.uint8)
+    elif arr.dtype.kind == "f" and arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float32)
+    elif arr.dtype.kind not in "uf":
+        raise CLIError(f"{path}: an array of {arr.dtype} cannot be classified")
+    if arr.ndim >= 2 and int(np.prod(arr.shape[1:])) == features:
+        return arr.reshape(arr.shape[0], features), False
+    if arr.size == features:
+        return arr.reshape(1, features), False
+    raise CLIError(f"{path}: an array of shape {arr.shape} does not hold rows of {features} values (the model's input)")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    features = model.layer_sizes[0]
+    from .images import IMAGE_SUFFIXES
+
+    if any(p.lower().endswith(IMAGE_SUFFIXES) for p in args.inputs):
+        _require("PIL", "images", "reading images")
+    if args.save_inputs:
+        os.makedirs(args.save_inputs, exist_ok=True)
+    for path in args.inputs:
+        x, is_image = _read_input(path, features)
+        if is_image and features != 784:
+            raise CLIError(f"{path}: images become 28x28 = 784 values, the model expects {features}")
+        probs = model.predict_proba(x, num_threads=args.threads)
+        cls = probs.argmax(axis=1)
+        if is_image:
+            print(f"{path}: {cls[0]} (p={probs[0, cls[0]]:.4f})")
+            if args.save_inputs:
+                from PIL import Image
+
+                out = Path(args.save_inputs) / (Path(path).stem + ".28x28.png")
+                Image.fromarray(x.reshape(28, 28)).save(out)
+        else:
+            for i, c in enumerate(cls):
+                print(f"{path}[{i}]: {c} (p={probs[i, c]:.4f})")
+    return 0
+
+
+def _plot(args: argparse.Namespace, usage: Callable[[str], Any]) -> int:
+    if not args.model and not args.metrics:
+        usage("plot needs --model and/or --metrics")
+    if args.max_errors < 0:
+        usage("--max-errors must be >= 0")
+    _require("matplotlib", "plot", "plot")
+    from . import plots
+
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = _load_model(args.model) if args.model else None
+    history: list[dict[str, Any]] = []
+    title = None
+    if args.metrics:
+        with open(args.metrics, encoding="utf-8") as f:
+            try:
+                doc = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise CLIError(f"{args.metrics}: not valid JSON ({e})") from e
+        if not isinstance(doc, dict) or not isinstance(doc.get("history"), list):
+            raise CLIError(f"{args.metrics}: not a metrics file of mnist-mlp train --metrics-json (no 'history' list)")
+        history = doc["history"]
+        cfg = doc.get("config") or {}
+        if cfg.get("layer_sizes"):
+            title = f"{'-'.join(map(str, cfg['layer_sizes']))} MLP on {cfg.get('dataset', '?')}"
+    elif model is not None:
+        history = model.history
+        title = f"{'-'.join(map(str, model.layer_sizes))} MLP ({args.model})"
+    if history:
+        print(f"wrote {plots.training_curves(history, out / 'curves.png', title=title)}")
+    elif model is not None:
+        print(f"{args.model}: the model has no training history: no curves")
+    if model is not None:
+        _, (xt, yt), source = _load_data(args)
+        _check_fits(model, xt, yt, f"the test set of {source}")
+        probs = model.predict_proba(xt)
+        pred = probs.argmax(axis=1)
+        print(f"wrote {plots.confusion_matrix(yt, pred, out / 'confusion.png')}")
+        images = xt if xt.ndim == 3 else xt.reshape(len(xt), -1)
+        print(f"wrote {plots.misclassified_grid(images, yt, pred, out / 'misclassified.png', probs=probs, max_images=args.max_errors)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,13 +550,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "predict":
+            return _predict(args)
+        if args.command == "plot":
+            return _plot(args, args.usage_error)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError, TypeError, FloatingPointError) as e:
+    except BrokenPipeError:
+        # stdout closed early (mnist-mlp predict ... | head): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except (CLIError, OSError, ValueError, TypeError, FloatingPointError, ImportError, KeyError) as e:
         if args.debug:
             raise
-        print(f"mnist-mlp: error: {e}", file=sys.stderr)
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"mnist-mlp: error: {message}", file=sys.stderr)
         return 1
     parser.error(f"unknown command {args.command}")
     return 2
