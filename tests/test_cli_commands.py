@@ -241,3 +241,12 @@ def test_tqdm_bar_on_a_terminal():
     bar.update({"epoch": 0, "test_accuracy": 0.5})
     bar.close()
     assert "Epoch 0 - line\n" in s.getvalue() and "1/2" in s.getvalue()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mnist_mlp.datasets") is None, reason="no mnist_mlp.datasets")
+def test_train_with_dataset_name(small_data, trained):
+    r = run("train", "--dataset", "mnist", "--data", str(small_data), "--epochs", "1", "--hidden", "8")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1] == "Result:"
+    r = run("evaluate", "--dataset", "no-such-set", str(trained[0] / "m.npz"))
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "no-such-set" in r.stderr

@@ -106,6 +106,18 @@ class MLPClassifier:
     `mnist_mlp.MLP`).
     """
 
+    # Set by fit (declared for type checkers; absent until then).
+    model_: MLP
+    classes_: np.ndarray
+    n_features_in_: int
+    n_iter_: int
+    loss_: float
+    loss_curve_: list[float]
+    history_: list[dict[str, Any]]
+    n_layers_: int
+    n_outputs_: int
+    out_activation_: str
+
     def __init__(
         self,
         hidden_layer_sizes: int | Sequence[int] = (300,),

@@ -230,14 +230,18 @@ class MLP:
         x = V.inputs(x, self.layer_sizes[0])
         threads = V.num_threads(num_threads)
         with self._lock:
-            return self._core.evaluate(x, None, True, False, threads)[2]
+            probs = self._core.evaluate(x, None, True, False, threads)[2]
+        assert probs is not None
+        return probs
 
     def predict(self, x: Any, num_threads: int | None = None) -> np.ndarray:
         """The most probable class of each row, (n,) int64."""
         x = V.inputs(x, self.layer_sizes[0])
         threads = V.num_threads(num_threads)
         with self._lock:
-            return self._core.evaluate(x, None, False, True, threads)[3].astype(np.int64)
+            pred = self._core.evaluate(x, None, False, True, threads)[3]
+        assert pred is not None
+        return pred.astype(np.int64)
 
     # -- persistence -----------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
@@ -261,7 +265,7 @@ class MLP:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
+                np.savez(f, **arrays)  # type: ignore[arg-type]  # (NumPy's stub types **kwds as allow_pickle)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)

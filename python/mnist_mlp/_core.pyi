@@ -1,0 +1,123 @@
+"""Type stubs for the native core (cpp/bindings.cpp). Private: use the
+`mnist_mlp` package, which validates arguments before calling these."""
+
+from typing import Generic, TypedDict, TypeVar, overload
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__version__: str
+HAVE_ZLIB: bool
+HAVE_OPENMP: bool
+
+class IdxError(ValueError):
+    """A malformed IDX file or buffer (message names the file and the problem)."""
+
+# -- IDX -----------------------------------------------------------------------------
+def read_idx(path: str) -> np.ndarray:
+    """Reads an IDX file (raw or gzip) into an array of the header's dtype and shape."""
+
+def read_idx_bytes(data: bytes | bytearray | memoryview, name: str = "<bytes>") -> np.ndarray:
+    """Reads IDX (raw or gzip) from a contiguous bytes-like object; ``name`` appears in errors."""
+
+def encode_idx(array: np.ndarray, type_code: int) -> bytes:
+    """The IDX encoding (header + big-endian data) of a C-contiguous array of the
+    dtype that ``type_code`` (0x08, 0x09, 0x0B-0x0E) names."""
+
+# -- machine -------------------------------------------------------------------------
+def max_threads() -> int:
+    """Threads used when num_threads is None (OpenMP's maximum; 1 without OpenMP)."""
+
+def best_isa() -> str:
+    """The widest kernel set this CPU supports: "avx512", "avx2" or "generic"."""
+
+def current_isa() -> str:
+    """The kernel set in use."""
+
+def set_isa(isa: str) -> None:
+    """Selects a kernel set ("generic", "avx2", "avx512"; "" for the best). ValueError
+    if unknown or unsupported by this CPU."""
+
+# -- ops -----------------------------------------------------------------------------
+@overload
+def gemm(  # type: ignore[overload-overlap]
+    a: NDArray[np.float32], b: NDArray[np.float32], trans_a: bool, trans_b: bool,
+    num_threads: int | None = None, algo: str = "auto",
+) -> NDArray[np.float32]: ...
+@overload
+def gemm(
+    a: NDArray[np.float64], b: NDArray[np.float64], trans_a: bool, trans_b: bool,
+    num_threads: int | None = None, algo: str = "auto",
+) -> NDArray[np.float64]: ...
+@overload
+def relu(x: NDArray[np.float32]) -> NDArray[np.float32]: ...  # type: ignore[overload-overlap]
+@overload
+def relu(x: NDArray[np.float64]) -> NDArray[np.float64]: ...
+@overload
+def softmax_xent(  # type: ignore[overload-overlap]
+    z: NDArray[np.float32], y: None = None
+) -> tuple[NDArray[np.float32], None, None]: ...
+@overload
+def softmax_xent(  # type: ignore[overload-overlap]
+    z: NDArray[np.float32], y: ArrayLike
+) -> tuple[NDArray[np.float32], NDArray[np.float32], float]: ...
+@overload
+def softmax_xent(
+    z: NDArray[np.float64], y: None = None
+) -> tuple[NDArray[np.float64], None, None]: ...
+@overload
+def softmax_xent(
+    z: NDArray[np.float64], y: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64], float]: ...
+
+# -- training ------------------------------------------------------------------------
+class NonzeroIndex:
+    """The nonzero pixels of a 2-D uint8 array, listed once per fit (keeps ``x`` alive)."""
+
+    def __init__(self, x: NDArray[np.uint8], num_threads: int | None = None) -> None: ...
+    @property
+    def nnz(self) -> int: ...
+
+class _TrainEpochResult(TypedDict):
+    batches: int
+    samples: int
+    loss_sum: float
+    first_nonfinite_batch: int
+
+_F = TypeVar("_F", np.float32, np.float64)
+
+class _Model(Generic[_F]):
+    def __init__(self, sizes: list[int]) -> None: ...
+    @property
+    def sizes(self) -> list[int]: ...
+    @property
+    def num_params(self) -> int: ...
+    def weights(self) -> list[NDArray[_F]]:
+        """Views (fan_in, fan_out) of the weight matrices; they keep the model alive."""
+    def biases(self) -> list[NDArray[_F]]:
+        """Views (fan_out,) of the bias vectors."""
+    def train_epoch(
+        self,
+        x: np.ndarray,
+        y: NDArray[np.int32],
+        order: NDArray[np.int64] | None,
+        batch_size: int,
+        lr: float,
+        sparse: bool = True,
+        stop_on_nonfinite: bool = True,
+        num_threads: int | None = None,
+        index: NonzeroIndex | None = None,
+    ) -> _TrainEpochResult:
+        """One epoch of SGD over x (uint8/float32/float64, 2-D) in ``order`` (None: in order)."""
+    def evaluate(
+        self,
+        x: np.ndarray,
+        y: NDArray[np.int32] | None = None,
+        probs: bool = False,
+        pred: bool = False,
+        num_threads: int | None = None,
+    ) -> tuple[float, int, NDArray[_F] | None, NDArray[np.int32] | None]:
+        """(summed loss, correct count, probabilities if ``probs``, predicted ids if ``pred``)."""
+
+class ModelF32(_Model[np.float32]): ...
+class ModelF64(_Model[np.float64]): ...
