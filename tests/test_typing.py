@@ -39,3 +39,12 @@ def test_core_stub_names_every_export_with_its_members():
     for name in ("ModelF32", "ModelF64", "NonzeroIndex"):
         runtime = {m for m in dir(getattr(_core, name)) if not m.startswith("_")} | {"__init__"}
         assert runtime <= members(top[name]), (name, runtime - members(top[name]))
+
+
+def test_import_pulls_in_no_optional_dependency():
+    import subprocess
+    import sys
+
+    code = "import sys, mnist_mlp; print([m for m in ('matplotlib', 'PIL', 'sklearn', 'tqdm') if m in sys.modules])"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", (r.stdout, r.stderr)

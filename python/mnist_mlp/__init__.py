@@ -9,6 +9,7 @@ from . import datasets
 from .model import MLP
 from .compat import NN
 from .estimator import MLPClassifier
+from . import images, plots  # matplotlib and Pillow are imported only when used
 
 __version__: str = _core.__version__
 
@@ -19,8 +20,10 @@ __all__ = [
     "IdxError",
     "__version__",
     "datasets",
+    "images",
     "load_mnist",
     "ops",
+    "plots",
     "read_idx",
     "reference",
     "write_idx",
