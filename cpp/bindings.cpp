@@ -80,9 +80,9 @@ py::bytes encode_idx_array(py::array arr, int type_code) {
 InputView input_view(const py::array& x, int64_t features) {
     if (x.ndim() != 2) throw py::value_error("x must be 2-D (samples, features)");
     InputType t;
-    if (x.dtype().is(py::dtype::of<uint8_t>())) t = InputType::u8;
-    else if (x.dtype().is(py::dtype::of<float>())) t = InputType::f32;
-    else if (x.dtype().is(py::dtype::of<double>())) t = InputType::f64;
+    if (x.dtype().equal(py::dtype::of<uint8_t>())) t = InputType::u8;
+    else if (x.dtype().equal(py::dtype::of<float>())) t = InputType::f32;
+    else if (x.dtype().equal(py::dtype::of<double>())) t = InputType::f64;
     else throw py::type_error("x must be uint8, float32 or float64");
     const int64_t item = x.itemsize();
     if (x.strides(0) % item || x.strides(1) % item) throw py::value_error("x strides must be whole elements");
@@ -315,7 +315,7 @@ PYBIND11_MODULE(_core, m) {
 
     py::class_<NonzeroIndexData>(m, "NonzeroIndex")
         .def(py::init([](const py::array& x, std::optional<int> threads) {
-                 if (!x.dtype().is(py::dtype::of<uint8_t>()) || x.ndim() != 2)
+                 if (!x.dtype().equal(py::dtype::of<uint8_t>()) || x.ndim() != 2)
                      throw py::type_error("NonzeroIndex needs a 2-D uint8 array");
                  if (x.shape(1) > 65536) throw py::value_error("NonzeroIndex supports at most 65536 features");
                  InputView v = input_view(x, x.shape(1));
