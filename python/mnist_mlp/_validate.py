@@ -81,11 +81,6 @@ def inputs(x: Any, features: int, *, name: str = "x", check_finite: bool = True)
             f"{name}: dtype {x.dtype} is not supported; use uint8 pixels (scaled by 1/255) "
             "or float32/float64 features"
         )
-    canonical = INPUT_DTYPES[INPUT_DTYPES.index(x.dtype)]
-    if x.dtype is not canonical:
-        # An equal but distinct dtype object (arrays that were pickled, e.g. by
-        # joblib or multiprocessing): the core compares dtypes by identity.
-        x = x.view(canonical)
     if x.ndim == 1:
         raise ValueError(f"{name} must be 2-D (samples, features), got shape {x.shape}; use x[None, :] for one sample")
     if x.ndim > 2:
