@@ -371,3 +371,15 @@ def test_single_thread_fallback_changes_nothing(mnist, leader, tmp_path):
     with np.load(out) as f:
         for a, b in zip(_params(m), [f[k] for k in f.files]):
             assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+def test_pickled_arrays_are_accepted(dtype):
+    # Unpickled arrays (joblib, multiprocessing) carry an equal but distinct dtype object.
+    import pickle
+
+    x = pickle.loads(pickle.dumps((np.arange(24) % 5).reshape(6, 4).astype(dtype)))
+    assert x.dtype is not np.dtype(dtype)
+    m = mm.MLP([4, 3, 2], seed=0)
+    m.fit(x, np.array([0, 1, 0, 1, 0, 1]))
+    assert m.predict(x).shape == (6,)
