@@ -67,14 +67,56 @@ def read_idx(source: Source, mmap: bool | None = None) -> np.ndarray:
         data = memoryview(source).cast("B")
         if not _core.HAVE_ZLIB and bytes(data[:2]) == _GZIP_MAGIC:
             return _read_gzip_python(io.BytesIO(data), len(data), "<bytes>")
+        _precheck_empty_shape(_MemoryReader(data), len(data), "<bytes>")
         return _numpy_guard(_core.read_idx_bytes, data, "<bytes>")
     path = _check_path(source)
-    if not _core.HAVE_ZLIB:
-        with open(path, "rb") as f:
-            if f.read(2) == _GZIP_MAGIC:
-                f.seek(0)
-                return _read_gzip_python(f, os.fstat(f.fileno()).st_size, path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if not _core.HAVE_ZLIB and f.read(2) == _GZIP_MAGIC:
+            f.seek(0)
+            return _read_gzip_python(f, size, path)
+        f.seek(0)
+        _precheck_empty_shape(f, size, path)
     return _numpy_guard(_core.read_idx, path)
+
+
+class _MemoryReader:
+    """A file-like read() over a memoryview, without copying the whole buffer."""
+
+    def __init__(self, data: memoryview) -> None:
+        self._data, self._pos = data, 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self._data) if n < 0 else min(self._pos + n, len(self._data))
+        out = bytes(self._data[self._pos : end])
+        self._pos = end
+        return out
+
+    def seek(self, pos: int) -> None:
+        self._pos = pos
+
+
+def _precheck_empty_shape(f: Any, size: int, name: str) -> None:
+    """Refuses, before the C++ reader sees it, a header that passes its checks
+    but declares an empty array whose other dimensions multiply past 64 bits
+    (say 4e9 x 4e9 x 0): building that NumPy array in cpp/bindings.cpp
+    overflows a signed stride computation (undefined behaviour, found by
+    fuzzing under UBSan) before NumPy refuses the shape. Reads only the header,
+    through the Python mirror of the C++ reader (inflating no more than the
+    header if gzip), so it sees the header exactly when the C++ reader would;
+    anything wrong that it finds is left to the C++ reader to report."""
+    head = f.read(2)
+    f.seek(0)
+    try:
+        if head == _GZIP_MAGIC:
+            src = _GzipReader(f, size, name)
+            h = _parse_header(src.read, name, src.max_bytes, compressed=True)
+        else:
+            h = _parse_header(f.read, name, size, compressed=False)
+    except IdxError:
+        return
+    if h.data_bytes == 0:
+        _numpy_probe(h, name)
 
 
 def _check_path(source: Any) -> str:
@@ -187,17 +229,25 @@ def _mmap_idx(path: str) -> np.ndarray:
             )
         f.seek(0)
         h = _parse_header(f.read, path, size, compressed=False)
+    empty = _numpy_probe(h, path)
     trailing = size - h.header_bytes - h.data_bytes
     if trailing:
         raise IdxError(f"{path}: {_trailing_message(trailing, h.data_bytes)}")
+    if h.data_bytes == 0:  # nothing to map (mmap refuses empty ranges)
+        empty.flags.writeable = False
+        return empty
+    return np.memmap(path, dtype=h.dtype, mode="r", offset=h.header_bytes, shape=h.dims)
+
+
+def _numpy_probe(h: IdxHeader, name: str) -> np.ndarray:
+    """Fails as the C++ reader's allocation does, at the same point (after the
+    header, before the data): NumPy's limits on the number of dimensions and on
+    an empty array's shape. Returns an empty array, the result itself when the
+    header declares no data."""
     try:
-        if h.data_bytes == 0:  # nothing to map (mmap refuses empty ranges)
-            out = np.empty(h.dims, h.dtype)
-            out.flags.writeable = False
-            return out
-        return np.memmap(path, dtype=h.dtype, mode="r", offset=h.header_bytes, shape=h.dims)
+        return np.empty(h.dims if h.data_bytes == 0 else (1,) * len(h.dims), h.dtype)
     except ValueError as e:
-        raise IdxError(f"{path}: the header is valid but NumPy cannot make this array ({e})") from e
+        raise IdxError(f"{name}: the header is valid but NumPy cannot make this array ({e})") from e
 
 
 class _GzipReader:
@@ -210,8 +260,10 @@ class _GzipReader:
         self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._pending = b""
         self._done = False
+        self.failed = False  # the stream itself is broken (corrupt, truncated, junk after it)
 
     def _fail(self, what: str) -> NoReturn:
+        self.failed = True
         raise IdxError(f"{self._name}: {what}")
 
     def read(self, n: int) -> bytes:
@@ -253,11 +305,15 @@ def _read_gzip_python(f: BinaryIO, size: int, name: str) -> np.ndarray:
     except IdxError:
         # A damaged stream can inflate to a garbage header before the bad checksum
         # shows; report the corruption, the real cause, when the stream has one.
-        # Bounded: a bomb behind a bad header must not keep us inflating.
-        for _ in range(_DRAIN_LIMIT >> 14):
-            if len(src.read(1 << 14)) < 1 << 14:
-                break
+        # Not when the stream error is what stopped the header (reading on would
+        # only replace it with a vaguer one), and bounded: a bomb behind a bad
+        # header must not keep us inflating. (cpp/idx.cpp drains in both cases.)
+        if not src.failed:
+            for _ in range(_DRAIN_LIMIT >> 14):
+                if len(src.read(1 << 14)) < 1 << 14:
+                    break
         raise
+    _numpy_probe(h, name)
     body = bytearray()
     while len(body) < h.data_bytes:
         want = min(h.data_bytes - len(body), 1 << 26)
