@@ -345,3 +345,19 @@ def test_corruption_inside_the_header_is_reported_as_corruption():
     blob = (Path(__file__).parent / "fuzz" / "crashes" / "gzip-length-check-in-header.gz").read_bytes()
     with pytest.raises(mm.IdxError, match="corrupt gzip data: incorrect length check"):
         mm.read_idx(blob)
+
+
+def test_empty_array_with_huge_other_dimensions(tmp_path):
+    # 4e9 x 4e9 x 0: no data and no uint64 overflow, but NumPy cannot hold the
+    # shape; refused in Python before cpp/bindings.cpp computes its strides (a
+    # signed overflow under UBSan; found by fuzzing).
+    raw = _header(0x08, [0xFFFFFFF0, 0xFFFFFFF0, 0])
+    for name, blob in (("e.idx", raw), ("e.idx.gz", gzip.compress(raw))):
+        path = tmp_path / name
+        path.write_bytes(blob)
+        for source in (path, blob):
+            with pytest.raises(mm.IdxError, match="NumPy cannot make this array"):
+                mm.read_idx(source)
+    with pytest.raises(mm.IdxError, match="NumPy cannot make this array"):
+        mm.read_idx(tmp_path / "e.idx", mmap=True)
+    assert mm.read_idx(_header(0x08, [0xFFFFFFF0, 0])).shape == (0xFFFFFFF0, 0)  # representable: fine
