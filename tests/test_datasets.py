@@ -71,7 +71,8 @@ def assert_same(loaded, arrays):
 
 class Server:
     """A folder served over HTTP on 127.0.0.1. Paths under /hang/ never answer
-    (until the fixture stops the server); every request path is recorded."""
+    (until the fixture stops the server), under /short/ the connection closes
+    mid-file; every request path is recorded."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -87,6 +88,13 @@ class Server:
                 server.requests.append(self.path)
                 if self.path.startswith("/hang/"):
                     server.stop.wait(10)
+                    return
+                if self.path.startswith("/short/"):  # promises 1000 bytes, sends 10, hangs up
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000")
+                    self.end_headers()
+                    self.wfile.write(b"\x1f\x8b" + bytes(8))
+                    self.close_connection = True
                     return
                 super().do_GET()
 
@@ -206,6 +214,22 @@ def test_hanging_server_times_out(served, server, monkeypatch, private_cache):
     hang_then_good = (server.url + "hang/", server.url + "good/")
     monkeypatch.setitem(ds.DATASETS, "fake", dataclasses.replace(spec, mirrors=hang_then_good))
     assert_same(ds.load("fake", timeout=0.3, retries=0), arrays)
+
+
+def test_connection_closed_mid_file(served, server, monkeypatch, private_cache):
+    arrays, spec = served
+    mirrors = (server.url + "short/", server.url + "good/")
+    monkeypatch.setitem(ds.DATASETS, "fake", dataclasses.replace(spec, mirrors=mirrors))
+    assert_same(ds.load("fake", timeout=5, retries=1), arrays)
+    # Retried once, then the mirror is skipped for the other files.
+    assert [p for p in server.requests if p.startswith("/short/")] == [f"/short/{NAMES[0]}"] * 2
+    assert leftovers(private_cache / "fake") == sorted(NAMES)
+    for f in (private_cache / "fake").iterdir():
+        f.unlink()
+    monkeypatch.setitem(ds.DATASETS, "fake", dataclasses.replace(spec, mirrors=mirrors[:1]))
+    with pytest.raises(ds.DownloadError, match="IncompleteRead|closed after"):
+        ds.load("fake", timeout=5, retries=0)
+    assert leftovers(private_cache / "fake") == []
 
 
 def test_offline_error_lists_files_and_folder(served, closed_port_url, monkeypatch, private_cache):
@@ -424,6 +448,11 @@ def test_emnist_archive_checksum_failure(server, monkeypatch, private_cache):
     with pytest.raises(ds.DownloadError, match="gzip.zip: checksum mismatch"):
         ds.load("emnist-mnist", timeout=5)
     assert leftovers(private_cache / "emnist") == []
+    # A zip put there by hand is checked the same way before it is extracted.
+    (private_cache / "emnist" / "gzip.zip").write_bytes(b"PK not really a zip")
+    with pytest.raises(ds.ChecksumError, match="gzip.zip: checksum mismatch"):
+        ds.load("emnist-mnist", timeout=5)
+    assert server.requests == ["/gzip.zip"]
 
 
 # --- Fashion-MNIST trains through the same path ---------------------------------------------

@@ -490,8 +490,7 @@ def _download(
     for mirror in spec.mirrors:
         url = mirror.rstrip("/") + "/" + f.name
         if mirror in unreachable:
-            failures.append(f"{url}: skipped, the mirror could not be reached for another file")
-            continue
+            continue  # its failure is already listed, for an earlier file
         for attempt in range(retries + 1):
             if attempt:
                 time.sleep(_RETRY_BACKOFF * 2 ** (attempt - 1))
@@ -532,7 +531,13 @@ def _download(
 def _offline_help(spec: Dataset, folder: Path, missing: Sequence[DataFile], failures: Sequence[str]) -> str:
     lines = [f"could not download {spec.name}: every mirror failed for {', '.join(f.name for f in missing)}"]
     lines += [f"  {line}" for line in failures]
-    lines.append(f"To work offline, put these files (from any mirror of {spec.name}) in {folder}, or pass root=FOLDER:")
+    if spec.archive is not None:
+        lines.append(
+            f"To work offline, put {spec.archive.name} (it is extracted, then deleted) or the other files"
+            f" below in {folder}, or pass root=FOLDER:"
+        )
+    else:
+        lines.append(f"To work offline, put these files (from any mirror of {spec.name}) in {folder}, or pass root=FOLDER:")
     for f in missing:
         sums = ", ".join(f"{c.algorithm} {c.hexdigest}" + (" of the uncompressed file" if c.of == "content" else "") for c in f.checksums)
         lines.append(f"  {f.name}" + (f"  ({sums})" if sums else ""))
@@ -601,7 +606,9 @@ def _download_set(
     missing = [spec.files[r] for r, p in present.items() if p is None]
     if spec.archive is not None:
         archive = folder / spec.archive.name
-        if not archive.is_file():
+        if archive.is_file():
+            _verify(archive, spec.archive)  # put there by hand: checked like a download
+        else:
             got, failures = _download(spec, spec.archive, folder, timeout, retries, progress)
             if got is None:
                 raise DownloadError(_offline_help(spec, folder, [spec.archive, *missing], failures))
