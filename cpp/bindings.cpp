@@ -41,6 +41,15 @@ py::dtype idx_dtype(uint8_t code) {
 
 py::array read_from(ByteSource& src, const std::string& name) {
     IdxHeader h = read_idx_header(src, name);
+    // NumPy computes strides from every nonzero dimension, so even an empty array
+    // needs their product (times the itemsize) to fit in a signed size.
+    uint64_t span = h.itemsize;
+    for (uint64_t d : h.dims)
+        if (d && span > (uint64_t)PY_SSIZE_T_MAX / d) {
+            throw IdxError(name + ": NumPy cannot make this array: its dimensions are too large");
+        } else if (d) {
+            span *= d;
+        }
     std::vector<py::ssize_t> shape(h.dims.begin(), h.dims.end());
     py::array out(idx_dtype(h.type_code), shape);
     void* dst = out.mutable_data();

@@ -22,6 +22,10 @@ constexpr uint64_t kMaxDeflateRatio = 1032;
     throw IdxError(name + ": " + what);
 }
 
+[[noreturn]] void fail_stream(const std::string& name, const std::string& what) {
+    throw IdxStreamError(name + ": " + what);
+}
+
 std::string hex(unsigned v) {
     char buf[8];
     std::snprintf(buf, sizeof buf, "0x%02X", v & 0xFFu);
@@ -57,7 +61,7 @@ public:
     ~FileInput() override { if (f_) std::fclose(f_); }
     size_t read(void* dst, size_t n) override {
         size_t got = std::fread(dst, 1, n, f_);
-        if (got < n && std::ferror(f_)) fail(name_, std::string("read error: ") + std::strerror(errno));
+        if (got < n && std::ferror(f_)) fail_stream(name_, std::string("read error: ") + std::strerror(errno));
         return got;
     }
     uint64_t size() const override { return size_; }
@@ -112,7 +116,7 @@ public:
     GzipSource(std::unique_ptr<Input> in, const uint8_t* peeked, size_t npeek, std::string name)
         : in_(std::move(in)), name_(std::move(name)), buf_(1 << 16) {
         std::memset(&zs_, 0, sizeof zs_);
-        if (inflateInit2(&zs_, 16 + MAX_WBITS) != Z_OK) fail(name_, "zlib could not start inflating");
+        if (inflateInit2(&zs_, 16 + MAX_WBITS) != Z_OK) fail_stream(name_, "zlib could not start inflating");
         std::memcpy(buf_.data(), peeked, npeek);
         zs_.next_in = buf_.data();
         zs_.avail_in = (uInt)npeek;
@@ -123,7 +127,7 @@ public:
         size_t got = 0;
         while (got < n && !done_) {
             if (zs_.avail_in == 0 && !refill()) {
-                fail(name_, "truncated gzip stream (the compressed data ends before the gzip trailer)");
+                fail_stream(name_, "truncated gzip stream (the compressed data ends before the gzip trailer)");
             }
             const size_t want = std::min<size_t>(n - got, 1u << 30);
             zs_.next_out = out + got;
@@ -135,20 +139,20 @@ public:
                 if (zs_.avail_in == 0) refill();
                 if (zs_.avail_in == 0) { done_ = true; break; }
                 if (zs_.avail_in < 2 && !refill_keep()) {
-                    fail(name_, "trailing bytes after the gzip stream");
+                    fail_stream(name_, "trailing bytes after the gzip stream");
                 }
                 if (zs_.next_in[0] != 0x1f || zs_.next_in[1] != 0x8b)
-                    fail(name_, "trailing bytes after the gzip stream are not another gzip member");
+                    fail_stream(name_, "trailing bytes after the gzip stream are not another gzip member");
                 inflateReset(&zs_);
             } else if (rc == Z_DATA_ERROR || rc == Z_NEED_DICT) {
-                fail(name_, std::string("corrupt gzip data: ") + (zs_.msg ? zs_.msg : "invalid stream"));
+                fail_stream(name_, std::string("corrupt gzip data: ") + (zs_.msg ? zs_.msg : "invalid stream"));
             } else if (rc == Z_MEM_ERROR) {
-                fail(name_, "out of memory while inflating");
+                fail_stream(name_, "out of memory while inflating");
             } else if (rc == Z_BUF_ERROR) {
                 if (zs_.avail_in == 0 && !refill())
-                    fail(name_, "truncated gzip stream (the compressed data ends before the gzip trailer)");
+                    fail_stream(name_, "truncated gzip stream (the compressed data ends before the gzip trailer)");
             } else if (rc != Z_OK) {
-                fail(name_, "zlib error " + std::to_string(rc));
+                fail_stream(name_, "zlib error " + std::to_string(rc));
             }
         }
         return got;
@@ -226,6 +230,8 @@ static IdxHeader parse_header(ByteSource& src, const std::string& name);
 IdxHeader read_idx_header(ByteSource& src, const std::string& name) {
     try {
         return parse_header(src, name);
+    } catch (const IdxStreamError&) {
+        throw;  // the stream's own error is the cause
     } catch (const IdxError&) {
         // A damaged gzip stream can inflate to a garbage header before zlib sees the bad
         // checksum; report the corruption, the real cause, when the stream has one.

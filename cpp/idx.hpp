@@ -22,6 +22,11 @@ namespace mm {
 struct IdxError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
+// The bytes themselves could not be read (I/O error, corrupt or cut gzip stream),
+// as opposed to bytes that do not form a valid IDX file.
+struct IdxStreamError : IdxError {
+    using IdxError::IdxError;
+};
 
 struct IdxHeader {
     uint8_t type_code = 0;
