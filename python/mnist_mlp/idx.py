@@ -67,56 +67,14 @@ def read_idx(source: Source, mmap: bool | None = None) -> np.ndarray:
         data = memoryview(source).cast("B")
         if not _core.HAVE_ZLIB and bytes(data[:2]) == _GZIP_MAGIC:
             return _read_gzip_python(io.BytesIO(data), len(data), "<bytes>")
-        _precheck_empty_shape(_MemoryReader(data), len(data), "<bytes>")
         return _numpy_guard(_core.read_idx_bytes, data, "<bytes>")
     path = _check_path(source)
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if not _core.HAVE_ZLIB and f.read(2) == _GZIP_MAGIC:
-            f.seek(0)
-            return _read_gzip_python(f, size, path)
-        f.seek(0)
-        _precheck_empty_shape(f, size, path)
+    if not _core.HAVE_ZLIB:
+        with open(path, "rb") as f:
+            if f.read(2) == _GZIP_MAGIC:
+                f.seek(0)
+                return _read_gzip_python(f, os.fstat(f.fileno()).st_size, path)
     return _numpy_guard(_core.read_idx, path)
-
-
-class _MemoryReader:
-    """A file-like read() over a memoryview, without copying the whole buffer."""
-
-    def __init__(self, data: memoryview) -> None:
-        self._data, self._pos = data, 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self._data) if n < 0 else min(self._pos + n, len(self._data))
-        out = bytes(self._data[self._pos : end])
-        self._pos = end
-        return out
-
-    def seek(self, pos: int) -> None:
-        self._pos = pos
-
-
-def _precheck_empty_shape(f: Any, size: int, name: str) -> None:
-    """Refuses, before the C++ reader sees it, a header that passes its checks
-    but declares an empty array whose other dimensions multiply past 64 bits
-    (say 4e9 x 4e9 x 0): building that NumPy array in cpp/bindings.cpp
-    overflows a signed stride computation (undefined behaviour, found by
-    fuzzing under UBSan) before NumPy refuses the shape. Reads only the header,
-    through the Python mirror of the C++ reader (inflating no more than the
-    header if gzip), so it sees the header exactly when the C++ reader would;
-    anything wrong that it finds is left to the C++ reader to report."""
-    head = f.read(2)
-    f.seek(0)
-    try:
-        if head == _GZIP_MAGIC:
-            src = _GzipReader(f, size, name)
-            h = _parse_header(src.read, name, src.max_bytes, compressed=True)
-        else:
-            h = _parse_header(f.read, name, size, compressed=False)
-    except IdxError:
-        return
-    if h.data_bytes == 0:
-        _numpy_probe(h, name)
 
 
 def _check_path(source: Any) -> str:
