@@ -235,10 +235,11 @@ IdxHeader read_idx_header(ByteSource& src, const std::string& name) {
     } catch (const IdxError&) {
         // A damaged gzip stream can inflate to a garbage header before zlib sees the bad
         // checksum; report the corruption, the real cause, when the stream has one.
+        // Bounded: a bomb behind a bad header must not be inflated to the end.
         if (src.compressed()) {
             uint8_t sink[1 << 14];
-            while (src.read(sink, sizeof sink) == sizeof sink) {
-            }
+            for (uint64_t seen = 0; seen < (uint64_t(16) << 20); seen += sizeof sink)
+                if (src.read(sink, sizeof sink) < sizeof sink) break;
         }
         throw;
     }
