@@ -12,12 +12,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import IO, Any, Callable, Sequence
 
 import numpy as np
+
+from ._files import atomic_write
 
 MAIN_EXAMPLES = """examples:
   mnist-mlp train --save model.npz --metrics-json metrics.json --plot curves.png
@@ -192,18 +193,8 @@ def _require(module: str, extra: str, what: str) -> None:
 
 
 def _atomic_write_text(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 def _result_line(rec: dict[str, Any], seconds: float) -> str:

@@ -41,6 +41,7 @@ from typing import IO, Any, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
+from ._files import atomic_write
 from .idx import _TYPE_CODES, read_idx
 
 __all__ = [
@@ -553,14 +554,8 @@ def _extract_archive(spec: Dataset, archive: Path, folder: Path) -> None:
             base = info.filename.rsplit("/", 1)[-1]
             if info.is_dir() or not base.endswith("-ubyte.gz"):
                 continue
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{base}.", suffix=".part", dir=folder)
-            try:
-                with os.fdopen(fd, "wb") as out, z.open(info) as member:
-                    shutil.copyfileobj(member, out, 1 << 20)
-                os.replace(tmp_name, folder / base)
-            except BaseException:
-                Path(tmp_name).unlink(missing_ok=True)
-                raise
+            with atomic_write(folder / base) as out, z.open(info) as member:
+                shutil.copyfileobj(member, out, 1 << 20)
 
 
 def fetch(

@@ -7,7 +7,6 @@ import io
 import math
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, NamedTuple, NoReturn, Sequence, Union
@@ -15,6 +14,7 @@ from typing import Any, BinaryIO, Callable, NamedTuple, NoReturn, Sequence, Unio
 import numpy as np
 
 from . import _core
+from ._files import atomic_write
 
 __all__ = ["read_idx", "write_idx", "load_mnist", "IdxError", "MNIST_FILES"]
 
@@ -313,18 +313,8 @@ def write_idx(path: str | os.PathLike, array: Any) -> None:
     path = os.fspath(path)
     if str(path).endswith(".gz"):
         payload = gzip.compress(payload, compresslevel=6, mtime=0)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as f:
+        f.write(payload)
 
 
 MNIST_FILES = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 import time
 from typing import Any, Callable, Sequence
@@ -12,6 +11,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import _core
+from ._files import atomic_write
 from . import _validate as V
 from .reference import initial_params, shuffle_rng
 
@@ -261,20 +261,8 @@ class MLP:
             for l, (w, b) in enumerate(zip(self.weights, self.biases)):
                 arrays[f"w{l}"] = np.array(w)
                 arrays[f"b{l}"] = np.array(b)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)  # type: ignore[arg-type]  # (NumPy's stub types **kwds as allow_pickle)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_write(path, fsync=True) as f:
+            np.savez(f, **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MLP":
