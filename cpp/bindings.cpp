@@ -132,11 +132,22 @@ const Kernels<T>& kernels() {
 // long enough to run Python's signal handlers, and stop if one raised.
 struct StopCheck {
     std::optional<py::error_already_set> error;
-    static int check(void* self) {
+    py::object progress;  // None or progress(batches_done, total_batches)
+    int64_t total = 0;
+    static int check(void* self, int64_t batches_done) {
+        auto* me = static_cast<StopCheck*>(self);
         py::gil_scoped_acquire gil;
         if (PyErr_CheckSignals() != 0) {
-            static_cast<StopCheck*>(self)->error.emplace();
+            me->error.emplace();
             return 1;
+        }
+        if (!me->progress.is_none()) {
+            try {
+                me->progress(batches_done, me->total);
+            } catch (py::error_already_set& e) {
+                me->error.emplace(std::move(e));
+                return 1;
+            }
         }
         return 0;
     }
@@ -171,7 +182,7 @@ void bind_model(py::module_& m, const char* name) {
             "train_epoch",
             [](M& mo, const py::array& x, const Labels& y, std::optional<py::array_t<int64_t, py::array::c_style>> order,
                int64_t batch, double lr, bool sparse, bool stop_on_nonfinite, std::optional<int> threads,
-               const NonzeroIndexData* index) {
+               const NonzeroIndexData* index, py::object progress) {
                 InputView xv = input_view(x, mo.sizes()[0]);
                 const int64_t n = xv.rows;
                 check_labels(y, n, mo.sizes().back());
@@ -186,6 +197,8 @@ void bind_model(py::module_& m, const char* name) {
                 TrainJob<T> job{mo.view(), xv, y.data(), ord, n, batch, (T)lr, sparse, stop_on_nonfinite,
                                 &StopCheck::check, nullptr};
                 StopCheck stop;
+                stop.progress = progress;
+                stop.total = (n + batch - 1) / batch;
                 job.stop_ctx = &stop;
                 job.nthreads = resolve_threads(threads);
                 NonzeroIndex nzv{};
@@ -210,7 +223,7 @@ void bind_model(py::module_& m, const char* name) {
             },
             py::arg("x"), py::arg("y"), py::arg("order"), py::arg("batch_size"), py::arg("lr"),
             py::arg("sparse") = true, py::arg("stop_on_nonfinite") = true, py::arg("num_threads") = py::none(),
-            py::arg("index") = nullptr)
+            py::arg("index") = nullptr, py::arg("progress") = py::none())
         .def(
             "evaluate",
             [](M& mo, const py::array& x, std::optional<Labels> y, bool want_probs, bool want_pred,

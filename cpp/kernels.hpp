@@ -54,8 +54,9 @@ struct TrainJob {
     T lr;
     bool sparse;            // skip zero inputs (same sums, fewer terms)
     bool stop_on_nonfinite; // end the epoch after the first batch whose loss is NaN/Inf
-    // Called between batches every few milliseconds; nonzero stops the epoch.
-    int (*should_stop)(void* ctx);
+    // Called between batches about every millisecond with the batches done so far
+    // (signal checks, progress); nonzero stops the epoch.
+    int (*should_stop)(void* ctx, int64_t batches_done);
     void* stop_ctx;
     int nthreads = 1;
     const NonzeroIndex* nz = nullptr;  // optional index of job.x (uint8)

@@ -591,7 +591,7 @@ static void train_epoch_general(TrainJob<T>& job) {
     const int64_t classes = net.sizes[L];
     const int64_t nbatches = (job.n + B - 1) / B;
     for (int64_t bi = 0; bi < nbatches; ++bi) {
-        if (job.should_stop && (bi & 255) == 0 && bi > 0 && job.should_stop(job.stop_ctx)) {
+        if (job.should_stop && (bi & 63) == 0 && bi > 0 && job.should_stop(job.stop_ctx, bi)) {
             job.stopped = true;
             break;
         }

@@ -383,3 +383,27 @@ def test_pickled_arrays_are_accepted(dtype):
     m = mm.MLP([4, 3, 2], seed=0)
     m.fit(x, np.array([0, 1, 0, 1, 0, 1]))
     assert m.predict(x).shape == (6,)
+
+
+@pytest.mark.parametrize("sizes", [[784, 50, 10], [784, 30, 20, 10]])
+def test_progress_is_reported_within_each_epoch(mnist, sizes):
+    (x, y), _ = mnist
+    calls = []
+    m = mm.MLP(sizes, seed=0)
+    m.fit(x[:4000], y[:4000], epochs=2, batch_size=8, progress=lambda done, total: calls.append((done, total)))
+    assert all(total == 500 for _, total in calls)
+    assert calls.count((500, 500)) == 2  # each epoch ends complete
+    assert any(0 < done < 500 for done, _ in calls)  # and is reported on the way
+
+    class Stop(Exception):
+        pass
+
+    def stop(done, total):
+        if done >= 128:
+            raise Stop
+
+    before = len(m.history)
+    with pytest.raises(Stop):
+        m.fit(x[:4000], y[:4000], progress=stop)
+    assert len(m.history) == before  # the epoch did not complete
+    assert all(np.isfinite(p).all() for p in _params(m))

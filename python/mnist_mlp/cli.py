@@ -36,8 +36,8 @@ TRAIN_EXAMPLES = """examples:
   mnist-mlp train --save model.npz --metrics-json metrics.json --plot curves.png
   mnist-mlp train --dataset fashion-mnist --data ~/datasets --shuffle
 
-Prints the seed notebook's line after every epoch (with a progress bar over the
-epochs when stdout is a terminal), then "Result:" and the final line with the time.
+Prints the seed notebook's line after every epoch (with a progress bar that moves within
+each epoch when stdout is a terminal), then "Result:" and the final line with the time.
 """
 
 EVALUATE_EXAMPLES = """examples:
@@ -222,6 +222,9 @@ class _NoBar:
     def update(self, rec: dict[str, Any]) -> None:
         pass
 
+    def batches(self, done: int, total: int) -> None:
+        """Progress within the current epoch (called about every millisecond)."""
+
     def close(self) -> None:
         pass
 
@@ -234,12 +237,12 @@ class _TextBar(_NoBar):
     def __init__(self, stream: IO[str], total: int) -> None:
         super().__init__(stream)
         self.total, self.done, self.t0, self.suffix = total, 0, time.perf_counter(), ""
-        self._shown = 0
+        self.part, self._shown, self._last = 0.0, 0, 0.0
         self._draw()
 
     def _draw(self) -> None:
         elapsed = time.perf_counter() - self.t0
-        fill = self.WIDTH * self.done // max(self.total, 1)
+        fill = int(self.WIDTH * (self.done + self.part) / max(self.total, 1))
         text = f"epoch {self.done}/{self.total} [{'#' * fill}{'.' * (self.WIDTH - fill)}] {elapsed:.1f} s"
         if 0 < self.done < self.total:
             text += f", ~{elapsed / self.done * (self.total - self.done):.1f} s left"
@@ -259,9 +262,17 @@ class _TextBar(_NoBar):
 
     def update(self, rec: dict[str, Any]) -> None:
         self.done += 1
+        self.part = 0.0
         if "test_accuracy" in rec:
             self.suffix = f", test accuracy {rec['test_accuracy']:.4f}"
         self._draw()
+
+    def batches(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self._last >= 0.1:  # redraw at most ten times a second
+            self._last = now
+            self.part = done / max(total, 1)
+            self._draw()
 
     def close(self) -> None:
         self._clear()
@@ -274,7 +285,9 @@ class _TqdmBar(_NoBar):
         from tqdm import tqdm
 
         self._tqdm = tqdm
-        self.bar = tqdm(total=total, unit="epoch", file=stream, leave=False, dynamic_ncols=True, mininterval=0)
+        self.bar = tqdm(total=total, unit="epoch", file=stream, leave=False, dynamic_ncols=True, mininterval=0.1,
+                        bar_format="{l_bar}{bar}| {n:.2f}/{total} epochs [{elapsed}<{remaining}{postfix}]")
+        self.part = 0.0
 
     def write(self, line: str) -> None:
         self._tqdm.write(line, file=self.stream)
@@ -282,7 +295,14 @@ class _TqdmBar(_NoBar):
     def update(self, rec: dict[str, Any]) -> None:
         if "test_accuracy" in rec:
             self.bar.set_postfix_str(f"test accuracy {rec['test_accuracy']:.4f}", refresh=False)
-        self.bar.update(1)
+        self.bar.update(1 - self.part)
+        self.part = 0.0
+
+    def batches(self, done: int, total: int) -> None:
+        part = done / max(total, 1)
+        if part > self.part:
+            self.bar.update(part - self.part)
+            self.part = part
 
     def close(self) -> None:
         self.bar.close()
@@ -326,7 +346,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         model.fit(
             x, y, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, shuffle=args.shuffle,
-            validation_data=(xt, yt), num_threads=args.threads, callback=on_epoch,
+            validation_data=(xt, yt), num_threads=args.threads, callback=on_epoch, progress=bar.batches,
         )
     finally:
         bar.close()

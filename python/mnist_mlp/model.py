@@ -143,6 +143,7 @@ class MLP:
         sparse: bool = True,
         stop_on_nan: bool = True,
         callback: Callable[[dict], Any] | None = None,
+        progress: Callable[[int, int], Any] | None = None,
     ) -> list[dict]:
         """Trains in place with mini-batch SGD and returns one dict per epoch.
 
@@ -158,7 +159,11 @@ class MLP:
         ``epoch``, ``seconds`` (training only), ``eval_seconds``,
         ``train_loss``, ``train_accuracy`` and, with validation data,
         ``test_loss`` and ``test_accuracy``. ``callback(record)`` is called
-        after each epoch; returning False stops training.
+        after each epoch; returning False stops training. ``progress(done,
+        total)`` is called within each epoch, about every millisecond, with
+        the batches done and the epoch's batch count (and once more at the
+        epoch's end); an exception it raises stops training after the current
+        batch.
 
         ``sparse`` skips zero inputs (exact: the skipped terms are zeros).
         Ctrl-C stops between batches with KeyboardInterrupt, leaving the
@@ -172,6 +177,8 @@ class MLP:
         lr = V.positive_float("lr", lr)
         batch_size = V.positive_int("batch_size", batch_size)
         threads = V.num_threads(num_threads)
+        if progress is not None and not callable(progress):
+            raise TypeError(f"progress must be callable, got {progress!r}")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, got {callback!r}")
         if validation_data is not None:
@@ -190,7 +197,11 @@ class MLP:
             for _ in range(epochs):
                 order = self._shuffle.permutation(len(x)).astype(np.int64) if shuffle else None
                 t0 = time.perf_counter()
-                r = self._core.train_epoch(x, y, order, batch_size, lr, bool(sparse), bool(stop_on_nan), threads, index)
+                r = self._core.train_epoch(
+                    x, y, order, batch_size, lr, bool(sparse), bool(stop_on_nan), threads, index, progress
+                )
+                if progress is not None:
+                    progress(r["batches"], -(-len(x) // batch_size))
                 seconds = time.perf_counter() - t0
                 epoch = len(self.history)
                 if stop_on_nan and r["first_nonfinite_batch"] >= 0:
