@@ -238,9 +238,10 @@ def test_tqdm_bar_on_a_terminal():
     bar = cli.progress_bar(2, s)
     assert type(bar) is cli._TqdmBar
     bar.write("Epoch 0 - line")
+    bar.batches(250, 500)  # half-way through the first epoch
     bar.update({"epoch": 0, "test_accuracy": 0.5})
     bar.close()
-    assert "Epoch 0 - line\n" in s.getvalue() and "1/2" in s.getvalue()
+    assert "Epoch 0 - line\n" in s.getvalue() and "1.0/2 epochs" in s.getvalue()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mnist_mlp.datasets") is None, reason="no mnist_mlp.datasets")

@@ -286,7 +286,7 @@ class _TqdmBar(_NoBar):
 
         self._tqdm = tqdm
         self.bar = tqdm(total=total, unit="epoch", file=stream, leave=False, dynamic_ncols=True, mininterval=0.1,
-                        bar_format="{l_bar}{bar}| {n:.2f}/{total} epochs [{elapsed}<{remaining}{postfix}]")
+                        bar_format="{l_bar}{bar}| {n:.1f}/{total} epochs [{elapsed}<{remaining}{postfix}]")
         self.part = 0.0
 
     def write(self, line: str) -> None:
@@ -297,6 +297,7 @@ class _TqdmBar(_NoBar):
             self.bar.set_postfix_str(f"test accuracy {rec['test_accuracy']:.4f}", refresh=False)
         self.bar.update(1 - self.part)
         self.part = 0.0
+        self.bar.refresh()  # an epoch's end is always shown
 
     def batches(self, done: int, total: int) -> None:
         part = done / max(total, 1)
