@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <exception>
 #include <optional>
 #include <string>
 
@@ -112,11 +113,16 @@ void check_labels(const Labels& y, int64_t n, int64_t classes) {
                                   " is outside [0, " + std::to_string(classes) + ")");
 }
 
+// Threads for a call: the request, or OpenMP's default, never more than the
+// processors (more only slows every kernel here, and a failed thread creation
+// would end the process inside libgomp).
 int resolve_threads(std::optional<int> n) {
-    if (n && *n >= 1) return *n;
 #ifdef _OPENMP
-    return omp_get_max_threads();
+    const int procs = omp_get_num_procs() > 0 ? omp_get_num_procs() : 1;
+    const int want = (n && *n >= 1) ? *n : omp_get_max_threads();
+    return want < 1 ? 1 : (want > procs ? procs : want);
 #else
+    (void)n;
     return 1;
 #endif
 }
@@ -132,24 +138,31 @@ const Kernels<T>& kernels() {
 // long enough to run Python's signal handlers, and stop if one raised.
 struct StopCheck {
     std::optional<py::error_already_set> error;
-    py::object progress;  // None or progress(batches_done, total_batches)
+    std::exception_ptr other;  // anything else thrown while calling back into Python
+    py::object progress;       // None or progress(batches_done, total_batches)
     int64_t total = 0;
-    static int check(void* self, int64_t batches_done) {
+    // Runs on the training loop's thread 0, inside its parallel region: it must
+    // not throw, so every failure is stored and reported once the loop returns.
+    static int check(void* self, int64_t batches_done) noexcept {
         auto* me = static_cast<StopCheck*>(self);
-        py::gil_scoped_acquire gil;
-        if (PyErr_CheckSignals() != 0) {
-            me->error.emplace();
-            return 1;
-        }
-        if (!me->progress.is_none()) {
-            try {
-                me->progress(batches_done, me->total);
-            } catch (py::error_already_set& e) {
-                me->error.emplace(std::move(e));
+        try {
+            py::gil_scoped_acquire gil;
+            if (PyErr_CheckSignals() != 0) {
+                me->error.emplace();
                 return 1;
             }
+            if (!me->progress.is_none()) me->progress(batches_done, me->total);
+            return 0;
+        } catch (py::error_already_set& e) {
+            me->error.emplace(std::move(e));
+        } catch (...) {
+            me->other = std::current_exception();
         }
-        return 0;
+        return 1;
+    }
+    void rethrow() {
+        if (error) throw *error;
+        if (other) std::rethrow_exception(other);
     }
 };
 
@@ -187,6 +200,7 @@ void bind_model(py::module_& m, const char* name) {
                 const int64_t n = xv.rows;
                 check_labels(y, n, mo.sizes().back());
                 if (batch < 1) throw py::value_error("batch_size must be >= 1");
+                if (batch > n) batch = n;  // one batch of everything: the same step, and sizes stay small
                 const int64_t* ord = nullptr;
                 if (order) {
                     if (order->ndim() != 1 || order->shape(0) != n) throw py::value_error("order must have shape (n,)");
@@ -203,7 +217,8 @@ void bind_model(py::module_& m, const char* name) {
                 job.nthreads = resolve_threads(threads);
                 NonzeroIndex nzv{};
                 if (index) {
-                    if (index->source() != x.data() || index->rows() != n)
+                    if (index->source() != x.data() || index->rows() != n || index->cols() != xv.cols ||
+                        index->row_stride() != xv.row_stride || index->col_stride() != xv.col_stride)
                         throw py::value_error("the nonzero index was built for another array");
                     nzv = index->view();
                     job.nz = &nzv;
@@ -213,7 +228,7 @@ void bind_model(py::module_& m, const char* name) {
                     py::gil_scoped_release nogil;
                     k.train_epoch(job);
                 }
-                if (stop.error) throw *stop.error;
+                stop.rethrow();
                 py::dict r;
                 r["batches"] = job.batches_done;
                 r["samples"] = job.samples_done;

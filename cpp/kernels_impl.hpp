@@ -669,7 +669,7 @@ static void evaluate_t(EvalJob<T>& job) {
 
     // Pixels are mostly zero: skip them in the first layer, when there are rows
     // enough to pay for a padded copy of W1.
-    const bool sparse = job.x.type == InputType::u8 && job.n >= 64;
+    const bool sparse = job.x.type == InputType::u8 && job.n >= 64 && L >= 2;
     const int64_t Hp = (H + GRP - 1) / GRP * GRP;
     Scratch w1_mem(sparse ? sizeof(T) * (size_t)(D * Hp + Hp) : 0);
     T* w1p = w1_mem.as<T>();
@@ -682,6 +682,7 @@ static void evaluate_t(EvalJob<T>& job) {
     const size_t per_thread = (size_t)(2 * EVAL_CHUNK * widest + 256 + EVAL_CHUNK +
                                        (sparse ? EVAL_CHUNK * D * 2 + EVAL_CHUNK : 0));
     Scratch bufs(sizeof(T) * per_thread * (size_t)nt);
+    int failed = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1 && nchunks > 1)
     {
         T* cur = bufs.as<T>() + per_thread * (size_t)thread_id();
@@ -694,6 +695,9 @@ static void evaluate_t(EvalJob<T>& job) {
         make_u8_lut(lut);
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < nchunks; ++c) {
+            // gemm_t may allocate; an exception must not leave the parallel region.
+            if (__atomic_load_n(&failed, __ATOMIC_RELAXED)) continue;
+            try {
             const int64_t start = c * EVAL_CHUNK;
             const int64_t rows = tmin(EVAL_CHUNK, job.n - start);
             T* in = cur;
@@ -729,8 +733,12 @@ static void evaluate_t(EvalJob<T>& job) {
                 if (job.y) ok += pred[r] == job.y[start + r];
             }
             sc[c] = ok;
+            } catch (...) {
+                __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
+            }
         }
     }
+    if (failed) throw_bad_alloc();  // Scratch throws nothing else
     double loss = 0;
     int64_t correct = 0;
     for (int64_t c = 0; c < nchunks; ++c) { loss += sl[c]; correct += sc[c]; }

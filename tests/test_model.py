@@ -407,3 +407,51 @@ def test_progress_is_reported_within_each_epoch(mnist, sizes):
         m.fit(x[:4000], y[:4000], progress=stop)
     assert len(m.history) == before  # the epoch did not complete
     assert all(np.isfinite(p).all() for p in _params(m))
+
+
+def test_huge_batch_size_is_one_batch_of_everything():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (100, 8), dtype=np.uint8)
+    y = rng.integers(0, 2, 100)
+    a, b = mm.MLP([8, 8, 2], seed=0), mm.MLP([8, 8, 2], seed=0)
+    a.fit(x, y, batch_size=2**62)
+    b.fit(x, y, batch_size=100)
+    for p, q in zip(_params(a), _params(b)):
+        assert np.array_equal(p, q)
+
+
+def test_callback_may_use_the_model_but_progress_may_not(mnist, tmp_path):
+    (x, y), _ = mnist
+    m = mm.MLP([784, 30, 10], seed=0)
+    seen = []
+    m.fit(x[:2000], y[:2000], epochs=2,
+          callback=lambda rec: seen.append((m.evaluate(x[:100], y[:100]), m.save(tmp_path / "ckpt.npz"))))
+    assert len(seen) == 2 and (tmp_path / "ckpt.npz").exists()
+    with pytest.raises(RuntimeError, match="progress function"):
+        m.fit(x[:2000], y[:2000], progress=lambda done, total: m.predict(x[:5]))
+    with pytest.raises(RuntimeError, match="inside fit"):
+        m.fit(x[:2000], y[:2000], callback=lambda rec: m.fit(x[:10], y[:10]))
+    m.predict(x[:5])  # usable afterwards
+
+
+def test_labels_are_copied_before_training():
+    y = np.zeros(6, np.int32)
+    got = mm._validate.labels(y, 6, 3)
+    assert got is not y and not np.shares_memory(got, y)
+
+
+def test_scalar_and_unaligned_inputs():
+    m = mm.MLP([4, 3, 2], seed=0)
+    with pytest.raises(ValueError, match="scalar"):
+        m.predict(np.float32(1.0))
+    raw = np.zeros(4 * 4 * 6 + 1, np.uint8)[1:].view(np.float32).reshape(6, 4)  # misaligned float32
+    assert not raw.flags.aligned
+    assert m.predict(raw).shape == (6,)
+
+
+def test_more_threads_than_processors_are_capped():
+    x = np.random.default_rng(0).integers(0, 256, (600, 8), dtype=np.uint8)
+    m = mm.MLP([8, 8, 2], seed=0)
+    expected = m.predict(x, num_threads=1)
+    np.testing.assert_array_equal(m.predict(x, num_threads=1000), expected)
+    m.fit(x, np.arange(600) % 2, num_threads=1000)

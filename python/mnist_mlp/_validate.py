@@ -81,6 +81,8 @@ def inputs(x: Any, features: int, *, name: str = "x", check_finite: bool = True)
             f"{name}: dtype {x.dtype} is not supported; use uint8 pixels (scaled by 1/255) "
             "or float32/float64 features"
         )
+    if x.ndim == 0:
+        raise ValueError(f"{name} must be 2-D (samples, features), got a scalar")
     if x.ndim == 1:
         raise ValueError(f"{name} must be 2-D (samples, features), got shape {x.shape}; use x[None, :] for one sample")
     if x.ndim > 2:
@@ -89,7 +91,7 @@ def inputs(x: Any, features: int, *, name: str = "x", check_finite: bool = True)
         raise ValueError(f"{name} has {x.shape[1]} features per sample, the model expects {features}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 samples)")
-    if any(s % x.itemsize for s in x.strides):
+    if not x.flags.aligned or any(s % x.itemsize for s in x.strides):
         x = np.ascontiguousarray(x)
     if check_finite and x.dtype != np.uint8 and not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
@@ -109,7 +111,7 @@ def labels(y: Any, n: int, classes: int, *, name: str = "y") -> np.ndarray:
         if not ((ones | (y == 0)).all() and (ones.sum(axis=1) == 1).all()):
             row = int(np.argmax(~((ones | (y == 0)).all(axis=1) & (ones.sum(axis=1) == 1))))
             raise ValueError(f"{name}: row {row} is not one-hot (exactly one 1, the rest 0): {y[row]}")
-        return np.ascontiguousarray(np.argmax(y, axis=1), dtype=np.int32)
+        return np.array(np.argmax(y, axis=1), dtype=np.int32)
     if y.ndim != 1:
         raise ValueError(f"{name} must be class ids (n,) or one-hot (n, classes), got shape {y.shape}")
     if len(y) != n:
@@ -124,4 +126,6 @@ def labels(y: Any, n: int, classes: int, *, name: str = "y") -> np.ndarray:
                 f"{name}: label {int(y[bad])} at index {bad} is outside [0, {classes}) "
                 f"for a model with {classes} outputs"
             )
-    return np.ascontiguousarray(y, dtype=np.int32)
+    # Always a private copy: the core reads labels without the GIL, so a caller's
+    # array must not change under it after the range check.
+    return np.array(y, dtype=np.int32, order="C", copy=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -39,7 +40,8 @@ class MLP:
         self._core = (_core.ModelF32 if self._dtype == np.float32 else _core.ModelF64)(sizes)
         # One call at a time per model: a second thread waits rather than
         # reading weights that are being updated.
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._busy: str | None = None  # "fit" while fit runs, "epoch" inside an epoch
         self._shuffle = shuffle_rng(None if seed is _NO_INIT else seed)
         self.history: list[dict] = []
         if seed is not _NO_INIT:
@@ -109,9 +111,22 @@ class MLP:
     def __repr__(self) -> str:
         return f"MLP({self.layer_sizes}, dtype={self._dtype.name})"
 
+    @contextlib.contextmanager
+    def _locked(self, what: str, *, training: bool = False) -> Iterator[None]:
+        # Calls from other threads wait for the lock. The thread that holds it
+        # (fit's callback or progress function) may read and save the model between
+        # epochs, but not inside one (the working copies are not written back yet),
+        # and may not start another fit.
+        with self._lock:
+            if self._busy == "epoch":
+                raise RuntimeError(f"{what} cannot be called from fit's progress function: the epoch is still running")
+            if training and self._busy is not None:
+                raise RuntimeError("fit cannot be called from inside fit (from its callback or progress function)")
+            yield
+
     # -- pickling (copy.deepcopy, multiprocessing, joblib) ------------------------
     def __getstate__(self) -> dict[str, Any]:
-        with self._lock:
+        with self._locked("pickling"):
             return {
                 "layer_sizes": self.layer_sizes,
                 "dtype": self._dtype.name,
@@ -189,7 +204,7 @@ class MLP:
             vx = V.inputs(vx, sizes[0], name="validation x")
             vy = V.labels(vy, len(vx), sizes[-1], name="validation y")
         hist = []
-        with self._lock:
+        with self._locked("fit", training=True), self._training():
             # uint8 pixels: list the nonzeros once, so no epoch scans blank pixels again.
             index = None
             if sparse and x.dtype == np.uint8 and len(sizes) == 3 and x.shape[1] <= 65536:
@@ -197,9 +212,13 @@ class MLP:
             for _ in range(epochs):
                 order = self._shuffle.permutation(len(x)).astype(np.int64) if shuffle else None
                 t0 = time.perf_counter()
-                r = self._core.train_epoch(
-                    x, y, order, batch_size, lr, bool(sparse), bool(stop_on_nan), threads, index, progress
-                )
+                self._busy = "epoch"
+                try:
+                    r = self._core.train_epoch(
+                        x, y, order, batch_size, lr, bool(sparse), bool(stop_on_nan), threads, index, progress
+                    )
+                finally:
+                    self._busy = "fit"
                 if progress is not None:
                     progress(r["batches"], -(-len(x) // batch_size))
                 seconds = time.perf_counter() - t0
@@ -223,6 +242,14 @@ class MLP:
                     break
         return hist
 
+    @contextlib.contextmanager
+    def _training(self) -> Iterator[None]:
+        self._busy = "fit"
+        try:
+            yield
+        finally:
+            self._busy = None
+
     # -- inference -------------------------------------------------------------
     def _evaluate(self, x: np.ndarray, y: np.ndarray, threads: int | None) -> tuple[float, float]:
         loss_sum, correct, _, _ = self._core.evaluate(x, y, False, False, threads)
@@ -233,14 +260,14 @@ class MLP:
         x = V.inputs(x, self.layer_sizes[0])
         y = V.labels(y, len(x), self.layer_sizes[-1])
         threads = V.num_threads(num_threads)
-        with self._lock:
+        with self._locked("evaluate"):
             return self._evaluate(x, y, threads)
 
     def predict_proba(self, x: Any, num_threads: int | None = None) -> np.ndarray:
         """Softmax probabilities, (n, classes), in the model's dtype."""
         x = V.inputs(x, self.layer_sizes[0])
         threads = V.num_threads(num_threads)
-        with self._lock:
+        with self._locked("predict_proba"):
             probs = self._core.evaluate(x, None, True, False, threads)[2]
         assert probs is not None
         return probs
@@ -249,7 +276,7 @@ class MLP:
         """The most probable class of each row, (n,) int64."""
         x = V.inputs(x, self.layer_sizes[0])
         threads = V.num_threads(num_threads)
-        with self._lock:
+        with self._locked("predict"):
             pred = self._core.evaluate(x, None, False, True, threads)[3]
         assert pred is not None
         return pred.astype(np.int64)
@@ -268,7 +295,7 @@ class MLP:
             "dtype": np.array(self._dtype.name),
             "history": np.array(json.dumps(self.history)),
         }
-        with self._lock:
+        with self._locked("save"):
             for l, (w, b) in enumerate(zip(self.weights, self.biases)):
                 arrays[f"w{l}"] = np.array(w)
                 arrays[f"b{l}"] = np.array(b)
