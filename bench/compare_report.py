@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+from mnist_mlp.plots import format_seconds as fmt_seconds
+
 BEGIN = "<!-- compare:begin -->"
 END = "<!-- compare:end -->"
 
@@ -18,20 +20,6 @@ Result = dict[str, Any]
 
 # ---------------------------------------------------------------------------
 # Number formatting
-
-
-def fmt_seconds(v: float | None) -> str:
-    if v is None or not math.isfinite(v):
-        return "-"
-    if v >= 100:
-        return f"{v:.0f}"
-    if v >= 10:
-        return f"{v:.1f}"
-    if v >= 1:
-        return f"{v:.2f}"
-    if v >= 0.001:
-        return f"{v:.3f}"
-    return f"{v:.2e}"
 
 
 def fmt_ratio(v: float | None) -> str:

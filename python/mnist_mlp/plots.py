@@ -199,7 +199,8 @@ def misclassified_grid(
 # The benchmark chart of bench/compare.py
 
 
-def _fmt_seconds(v: float | None) -> str:
+def format_seconds(v: float | None) -> str:
+    """Seconds with three significant figures or so; '-' when unknown (also used by bench/)."""
     if v is None or not math.isfinite(v):
         return "-"
     if v >= 100:
@@ -231,7 +232,7 @@ def bench_chart(result: Mapping[str, Any], path: str | os.PathLike[str], *, titl
     bars.set_title("Time per epoch")
     bars.tick_params(axis="x", labelrotation=30)
     for x, m in enumerate(med):
-        bars.annotate(_fmt_seconds(m), (x, m), ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+        bars.annotate(format_seconds(m), (x, m), ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
     for r, color in zip(rows, colors):
         t, elapsed = [], r["setup_seconds"]
         for s in r["epoch_seconds"]:
