@@ -446,6 +446,7 @@ def test_scalar_and_unaligned_inputs():
         m.predict(np.float32(1.0))
     raw = np.zeros(4 * 4 * 6 + 1, np.uint8)[1:].view(np.float32).reshape(6, 4)  # misaligned float32
     assert not raw.flags.aligned
+    assert mm._validate.inputs(raw, 4).flags.aligned  # copied: the core reads whole floats
     assert m.predict(raw).shape == (6,)
 
 

@@ -92,7 +92,7 @@ def inputs(x: Any, features: int, *, name: str = "x", check_finite: bool = True)
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 samples)")
     if not x.flags.aligned or any(s % x.itemsize for s in x.strides):
-        x = np.ascontiguousarray(x)
+        x = np.array(x, order="C", copy=True)  # a fresh array is aligned (ascontiguousarray may keep it as is)
     if check_finite and x.dtype != np.uint8 and not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
         raise ValueError(f"{name} holds a non-finite value {x[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
