@@ -226,6 +226,10 @@ void bind_model(py::module_& m, const char* name) {
                 const Kernels<T>& k = kernels<T>();
                 {
                     py::gil_scoped_release nogil;
+                    // Batches in order on the fast path: their update lists are built
+                    // once per index (so once per fit) instead of every step.
+                    if (index && !ord && mo.nlayers() == 2 && batch <= kFastMaxBatch)
+                        job.plan = &index->plan(batch, job.nthreads);
                     k.train_epoch(job);
                 }
                 stop.rethrow();
@@ -360,6 +364,17 @@ PYBIND11_MODULE(_core, m) {
                  return new NonzeroIndexData(v, resolve_threads(threads));
              }),
              py::arg("x"), py::arg("num_threads") = py::none(), py::keep_alive<1, 2>())
+        .def(
+            "plan_batches",
+            [](const NonzeroIndexData& self, int64_t batch, std::optional<int> threads) {
+                if (batch < 1) throw py::value_error("batch_size must be >= 1");
+                if (batch > kFastMaxBatch) return;  // only the fast path uses a plan
+                batch = std::min(batch, self.rows());
+                py::gil_scoped_release nogil;
+                self.plan(batch, resolve_threads(threads));
+            },
+            py::arg("batch_size"), py::arg("num_threads") = py::none())
+        .def_property_readonly("nbytes", &NonzeroIndexData::nbytes)
         .def_property_readonly("nnz", &NonzeroIndexData::nnz);
 
     bind_model<float>(m, "ModelF32");

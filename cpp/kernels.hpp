@@ -32,6 +32,24 @@ struct NonzeroIndex {
     const uint8_t* val;
 };
 
+// The fast training path takes one hidden layer and batches up to this size.
+constexpr int64_t kFastMaxBatch = 64;
+
+// What the W1 update of each batch needs, for the batches 0..n-1 in order (no
+// shuffling), built once per fit from a NonzeroIndex instead of every step.
+// Batch b uses rows[row_off[b] .. row_off[b+1]) (input columns), ordered by how
+// many of its samples use them: ngroup[b * batch + c - 1] of them are used by c
+// samples. Each row is followed in ent (from ent_off[b]) by one entry per sample
+// that uses it, in batch order: (row in the batch << 8) | pixel value.
+struct BatchPlan {
+    int64_t batch, n;
+    const int64_t* row_off;
+    const int64_t* ent_off;
+    const uint16_t* rows;
+    const uint16_t* ent;
+    const int32_t* ngroup;
+};
+
 // A network as plain pointers into the model's single parameter allocation.
 // w[l] is (sizes[l], sizes[l+1]) row-major, b[l] is (sizes[l+1],).
 template <class T>
@@ -60,6 +78,7 @@ struct TrainJob {
     void* stop_ctx;
     int nthreads = 1;
     const NonzeroIndex* nz = nullptr;  // optional index of job.x (uint8)
+    const BatchPlan* plan = nullptr;   // optional, with nz, when order is nullptr
     // results
     int64_t batches_done = 0;
     int64_t samples_done = 0;

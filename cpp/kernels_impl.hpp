@@ -759,7 +759,7 @@ static double softmax_xent_t(T* probs, T* dlogits, const T* z, const int32_t* y,
 
 template <class T>
 static void train_epoch_t(TrainJob<T>& job) {
-    if (job.net.nlayers == 2 && job.batch <= FAST_MAX_BATCH) return train_epoch_fast(job);
+    if (job.net.nlayers == 2 && job.batch <= kFastMaxBatch) return train_epoch_fast(job);
     train_epoch_general(job);
 }
 

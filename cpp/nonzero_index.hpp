@@ -3,6 +3,8 @@
 // MNIST's 60000 images (81% of whose pixels are 0).
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "kernels.hpp"
@@ -20,8 +22,22 @@ public:
     int64_t cols() const { return cols_; }
     int64_t row_stride() const { return row_stride_; }
     int64_t col_stride() const { return col_stride_; }
+    // The update plan for batches of `batch` over all rows in order, built on
+    // first use and kept (about 2 bytes per nonzero plus 2 per used input and batch).
+    const BatchPlan& plan(int64_t batch, int nthreads) const;
+    // Memory held: the index and the plan, if built.
+    int64_t nbytes() const;
 
 private:
+    struct PlanData {
+        std::vector<int64_t> row_off, ent_off;
+        std::vector<uint16_t> rows, ent;
+        std::vector<int32_t> ngroup;
+        BatchPlan view;
+    };
+    mutable std::mutex plan_mutex_;
+    mutable std::unique_ptr<PlanData> plan_;
+
     std::vector<int64_t> offsets_;
     std::vector<uint16_t> idx_;
     std::vector<uint8_t> val_;

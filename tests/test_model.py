@@ -345,6 +345,39 @@ def test_sparse_and_dense_paths_agree(mnist):
         assert rel_max_diff(p, q) <= TOL64  # skipped terms are exact zeros
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch_size", [1, 7, 8, 64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batch_plan_gives_the_per_step_result(mnist, batch_size, threads, dtype):
+    # Batches taken in order use update lists built once per index (the batch
+    # plan); an order array, even the identity, makes the loop build them every
+    # step. The sums are the same, so the claim is bitwise identity.
+    (x, y), _ = mnist
+    n = 1003  # a partial last batch for every size above but 1
+    x2, y32 = x[:n].reshape(n, -1), y[:n].astype(np.int32)
+    index = mm._core.NonzeroIndex(x2)
+    planned, listed = mm.MLP([784, 40, 10], seed=3, dtype=dtype), mm.MLP([784, 40, 10], seed=3, dtype=dtype)
+    for bs in (batch_size, batch_size + 1):  # a second batch size rebuilds the plan
+        ra = planned._core.train_epoch(x2, y32, None, bs, 0.1, True, True, threads, index)
+        rb = listed._core.train_epoch(x2, y32, np.arange(n, dtype=np.int64), bs, 0.1, True, True, threads, index)
+        assert ra == rb
+        for p, q in zip(_params(planned), _params(listed)):
+            assert np.array_equal(p, q)
+
+
+def test_batch_plan_arguments_and_size(mnist):
+    (x, _), _ = mnist
+    index = mm._core.NonzeroIndex(x[:100].reshape(100, -1))
+    before = index.nbytes
+    assert before >= 3 * index.nnz
+    with pytest.raises(ValueError, match="batch_size"):
+        index.plan_batches(0)
+    index.plan_batches(65)  # beyond the fast path: nothing to build
+    assert index.nbytes == before
+    index.plan_batches(8)
+    assert index.nbytes >= before + 2 * index.nnz  # one 2-byte entry per nonzero
+
+
 @pytest.mark.parametrize("leader", ["0", "1"])
 def test_single_thread_fallback_changes_nothing(mnist, leader, tmp_path):
     # Under load the training loop may drop to one thread mid-epoch; force that

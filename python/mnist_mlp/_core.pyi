@@ -75,6 +75,10 @@ class NonzeroIndex:
     """The nonzero pixels of a 2-D uint8 array, listed once per fit (keeps ``x`` alive)."""
 
     def __init__(self, x: NDArray[np.uint8], num_threads: int | None = None) -> None: ...
+    def plan_batches(self, batch_size: int, num_threads: int | None = None) -> None:
+        """Build (once) the per-batch update lists for batches taken in order."""
+    @property
+    def nbytes(self) -> int: ...
     @property
     def nnz(self) -> int: ...
 

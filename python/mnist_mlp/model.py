@@ -209,6 +209,9 @@ class MLP:
             index = None
             if sparse and x.dtype == np.uint8 and len(sizes) == 3 and x.shape[1] <= 65536:
                 index = _core.NonzeroIndex(x, threads)
+                if not shuffle:
+                    # The same batches every epoch: their update lists are built now, once.
+                    index.plan_batches(batch_size, threads)
             for _ in range(epochs):
                 order = self._shuffle.permutation(len(x)).astype(np.int64) if shuffle else None
                 t0 = time.perf_counter()
