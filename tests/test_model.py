@@ -183,6 +183,32 @@ def test_predict_and_proba_agree_with_reference(mnist, isa):
     assert loss == pytest.approx(rl, rel=1e-12) and acc == ra
 
 
+@pytest.mark.parametrize("hidden", [37, 300])
+@pytest.mark.parametrize("n", [64, 65, 66, 67, 131, 300])
+@pytest.mark.parametrize("layout", ["c", "fortran", "strided"])
+def test_evaluation_row_groups_and_layouts_match_reference(mnist, isa, hidden, n, layout):
+    # AVX-512 evaluates rows in groups of three over the union of their nonzero
+    # pixels, in chunks of 128: every remainder of a group and a chunk, padded
+    # hidden widths, and column-strided pixels, against the reference.
+    (x, y), (xt, yt) = mnist
+    m = mm.MLP([784, hidden, 10], seed=5, dtype=np.float64)
+    m.fit(x[:500], y[:500], epochs=1)  # nonzero biases, weights away from their start
+    r = NumpyMLP.from_weights(m.weights, m.biases)
+    xs = xt[:n].reshape(n, -1)
+    if layout == "fortran":
+        xs = np.asfortranarray(xs)
+    elif layout == "strided":
+        wide = np.zeros((n, 2 * 784), np.uint8)
+        wide[:, ::2] = xs
+        xs = wide[:, ::2]
+        assert xs.strides[1] == 2
+    want = r.predict_proba(xt[:n])
+    np.testing.assert_allclose(m.predict_proba(xs), want, rtol=1e-10, atol=1e-15)
+    loss, acc = m.evaluate(xs, yt[:n])
+    rl, ra = r.evaluate(xt[:n], yt[:n])
+    assert loss == pytest.approx(rl, rel=1e-10) and acc == ra
+
+
 def test_weights_are_views_of_the_model():
     m = mm.MLP([4, 3, 2], seed=0)
     w = m.weights[1]
