@@ -15,6 +15,7 @@
 #include <omp.h>
 #endif
 
+#include "batch_plan.hpp"
 #include "idx.hpp"
 #include "kernels.hpp"
 #include "mlp.hpp"
@@ -195,7 +196,7 @@ void bind_model(py::module_& m, const char* name) {
             "train_epoch",
             [](M& mo, const py::array& x, const Labels& y, std::optional<py::array_t<int64_t, py::array::c_style>> order,
                int64_t batch, double lr, bool sparse, bool stop_on_nonfinite, std::optional<int> threads,
-               const NonzeroIndexData* index, py::object progress) {
+               const NonzeroIndexData* index, py::object progress, const BatchPlanData* plan) {
                 InputView xv = input_view(x, mo.sizes()[0]);
                 const int64_t n = xv.rows;
                 check_labels(y, n, mo.sizes().back());
@@ -223,13 +224,18 @@ void bind_model(py::module_& m, const char* name) {
                     nzv = index->view();
                     job.nz = &nzv;
                 }
+                if (plan) {
+                    if (plan->source() != x.data() || plan->rows() != n || plan->cols() != xv.cols ||
+                        plan->row_stride() != xv.row_stride || plan->col_stride() != xv.col_stride)
+                        throw py::value_error("the batch plan was built for another array");
+                    if (plan->batch() != batch) throw py::value_error("the batch plan was built for another batch_size");
+                    if (ord) throw py::value_error("a batch plan is for batches in order: pass order=None");
+                    // Only the fast path reads it; the general path lists each batch itself.
+                    if (mo.nlayers() == 2 && batch <= kFastMaxBatch) job.plan = &plan->view();
+                }
                 const Kernels<T>& k = kernels<T>();
                 {
                     py::gil_scoped_release nogil;
-                    // Batches in order on the fast path: their update lists are built
-                    // once per index (so once per fit) instead of every step.
-                    if (index && !ord && mo.nlayers() == 2 && batch <= kFastMaxBatch)
-                        job.plan = &index->plan(batch, job.nthreads);
                     k.train_epoch(job);
                 }
                 stop.rethrow();
@@ -242,7 +248,7 @@ void bind_model(py::module_& m, const char* name) {
             },
             py::arg("x"), py::arg("y"), py::arg("order"), py::arg("batch_size"), py::arg("lr"),
             py::arg("sparse") = true, py::arg("stop_on_nonfinite") = true, py::arg("num_threads") = py::none(),
-            py::arg("index") = nullptr, py::arg("progress") = py::none())
+            py::arg("index") = nullptr, py::arg("progress") = py::none(), py::arg("plan") = nullptr)
         .def(
             "evaluate",
             [](M& mo, const py::array& x, std::optional<Labels> y, bool want_probs, bool want_pred,
@@ -327,6 +333,7 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "mnist_mlp native core (private; use the mnist_mlp package)";
     m.attr("__version__") = STR(VERSION_INFO);
     m.attr("HAVE_ZLIB") = have_zlib();
+    m.attr("FAST_MAX_BATCH") = kFastMaxBatch;
 #ifdef _OPENMP
     m.attr("HAVE_OPENMP") = true;
 #else
@@ -364,18 +371,27 @@ PYBIND11_MODULE(_core, m) {
                  return new NonzeroIndexData(v, resolve_threads(threads));
              }),
              py::arg("x"), py::arg("num_threads") = py::none(), py::keep_alive<1, 2>())
-        .def(
-            "plan_batches",
-            [](const NonzeroIndexData& self, int64_t batch, std::optional<int> threads) {
-                if (batch < 1) throw py::value_error("batch_size must be >= 1");
-                if (batch > kFastMaxBatch) return;  // only the fast path uses a plan
-                batch = std::min(batch, self.rows());
-                py::gil_scoped_release nogil;
-                self.plan(batch, resolve_threads(threads));
-            },
-            py::arg("batch_size"), py::arg("num_threads") = py::none())
         .def_property_readonly("nbytes", &NonzeroIndexData::nbytes)
         .def_property_readonly("nnz", &NonzeroIndexData::nnz);
+
+    py::class_<BatchPlanData>(m, "BatchPlan")
+        .def(py::init([](const py::array& x, int64_t batch, std::optional<int> threads) {
+                 if (!x.dtype().equal(py::dtype::of<uint8_t>()) || x.ndim() != 2)
+                     throw py::type_error("BatchPlan needs a 2-D uint8 array");
+                 if (x.shape(1) > 65536) throw py::value_error("BatchPlan supports at most 65536 features");
+                 if (x.shape(0) < 1) throw py::value_error("BatchPlan needs at least one row");
+                 if (batch < 1) throw py::value_error("batch_size must be >= 1");
+                 InputView v = input_view(x, x.shape(1));
+                 batch = std::min<int64_t>(batch, v.rows);  // as train_epoch clamps it
+                 if (batch > kFastMaxBatch)
+                     throw py::value_error("BatchPlan is for batches of at most " + std::to_string(kFastMaxBatch) +
+                                           " rows, got " + std::to_string(batch));
+                 py::gil_scoped_release nogil;
+                 return new BatchPlanData(v, batch, resolve_threads(threads));
+             }),
+             py::arg("x"), py::arg("batch_size"), py::arg("num_threads") = py::none(), py::keep_alive<1, 2>())
+        .def_property_readonly("batch_size", &BatchPlanData::batch)
+        .def_property_readonly("nbytes", &BatchPlanData::nbytes);
 
     bind_model<float>(m, "ModelF32");
     bind_model<double>(m, "ModelF64");

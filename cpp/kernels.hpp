@@ -35,12 +35,17 @@ struct NonzeroIndex {
 // The fast training path takes one hidden layer and batches up to this size.
 constexpr int64_t kFastMaxBatch = 64;
 
-// What the W1 update of each batch needs, for the batches 0..n-1 in order (no
-// shuffling), built once per fit from a NonzeroIndex instead of every step.
-// Batch b uses rows[row_off[b] .. row_off[b+1]) (input columns), ordered by how
-// many of its samples use them: ngroup[b * batch + c - 1] of them are used by c
-// samples. Each row is followed in ent (from ent_off[b]) by one entry per sample
-// that uses it, in batch order: (row in the batch << 8) | pixel value.
+// What the training steps need of each batch, for the batches 0..n-1 in order
+// (no shuffling), built once per fit from a NonzeroIndex instead of every step.
+// Update: batch b uses rows[row_off[b] .. row_off[b+1]) (input columns), ordered
+// by how many of its samples use them: ngroup[b * batch + c - 1] of them are
+// used by c samples. Each row is followed in ent (from ent_off[b]) by one entry
+// per sample that uses it, in batch order: (row in the batch << 8) | pixel value.
+// Forward: the batch's samples in groups of kPlanGroup (the last may be short);
+// group q of batch b (index b * gpb + q) walks the union of its samples' nonzero
+// inputs, fk[fwd_off[i] .. fwd_off[i+1]), increasing, with kPlanGroup pixel
+// values each in fx (0 for a sample that does not use the input, or is missing).
+constexpr int kPlanGroup = 4;
 struct BatchPlan {
     int64_t batch, n;
     const int64_t* row_off;
@@ -48,6 +53,10 @@ struct BatchPlan {
     const uint16_t* rows;
     const uint16_t* ent;
     const int32_t* ngroup;
+    int64_t gpb;
+    const int64_t* fwd_off;
+    const uint16_t* fk;
+    const uint8_t* fx;
 };
 
 // A network as plain pointers into the model's single parameter allocation.

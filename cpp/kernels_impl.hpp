@@ -642,46 +642,6 @@ constexpr int EVAL_GROUP = 3;
 constexpr int EVAL_GROUP_NV = 8;  // EVAL_GROUP x 8 accumulators + 8 row vectors fit in 32 registers
 constexpr bool EVAL_GROUPED = MM_VBYTES == 64;
 
-template <class T, int NV>
-static inline void fwd_group(T* __restrict out, int64_t ldo, const T* __restrict bias, const T* __restrict w1,
-                             int64_t ldw, const int32_t* __restrict uk, const T* __restrict ux, int32_t nu) {
-    // out: (EVAL_GROUP, ldo); uk: (nu) inputs, increasing; ux: (nu, EVAL_GROUP) values
-    typedef typename VecOf<T>::type V;
-    constexpr int L = MM_VBYTES / (int)sizeof(T);
-    constexpr int G = EVAL_GROUP;
-    V acc[G][NV];
-#pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) {
-        const V b = vload(bias + v * L);
-#pragma GCC unroll 4
-        for (int g = 0; g < G; ++g) acc[g][v] = b;
-    }
-    for (int32_t u = 0; u < nu; ++u) {
-        const T* row = w1 + (int64_t)uk[u] * ldw;
-        if (u + 4 < nu) {
-            const T* pf = w1 + (int64_t)uk[u + 4] * ldw;
-#pragma GCC unroll 16
-            for (int v = 0; v < NV; ++v) __builtin_prefetch(pf + v * L);
-        }
-        T xg[G];
-#pragma GCC unroll 4
-        for (int g = 0; g < G; ++g) xg[g] = ux[u * G + g];
-#pragma GCC unroll 16
-        for (int v = 0; v < NV; ++v) {
-            const V w = vload(row + v * L);
-#pragma GCC unroll 4
-            for (int g = 0; g < G; ++g) acc[g][v] += xg[g] * w;
-        }
-    }
-#pragma GCC unroll 4
-    for (int g = 0; g < G; ++g)
-#pragma GCC unroll 16
-        for (int v = 0; v < NV; ++v) {
-            const V z = acc[g][v];
-            vstore(out + g * ldo + v * L, z > V{} ? z : V{});
-        }
-}
-
 template <class T>
 static void sparse_first_layer(T* out, int64_t ldo, const InputView& x, int64_t start, int64_t rows,
                                const T* w1p, const T* b1p, int64_t Hp, const T* lut, int32_t* idx, T* val,
@@ -749,14 +709,14 @@ static void sparse_first_layer(T* out, int64_t ldo, const InputView& x, int64_t 
                 const int32_t* qk = idx + q * D;
                 const T* qx = val + q * D * G;
                 switch (nb) {
-                    case 1: fwd_group<T, 1>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, nus[q]); break;
-                    case 2: fwd_group<T, 2>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, nus[q]); break;
-                    case 3: fwd_group<T, 3>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, nus[q]); break;
-                    case 4: fwd_group<T, 4>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, nus[q]); break;
-                    case 5: fwd_group<T, 5>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, nus[q]); break;
-                    case 6: fwd_group<T, 6>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, nus[q]); break;
-                    case 7: fwd_group<T, 7>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, nus[q]); break;
-                    default: fwd_group<T, EVAL_GROUP_NV>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, nus[q]); break;
+                    case 1: fwd_union<T, G, 1>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
+                    case 2: fwd_union<T, G, 2>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
+                    case 3: fwd_union<T, G, 3>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
+                    case 4: fwd_union<T, G, 4>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
+                    case 5: fwd_union<T, G, 5>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
+                    case 6: fwd_union<T, G, 6>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
+                    case 7: fwd_union<T, G, 7>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
+                    default: fwd_union<T, G, EVAL_GROUP_NV>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
                 }
             }
         }

@@ -1,10 +1,9 @@
 // A once-per-fit index of the nonzero pixels of a uint8 dataset (CSR), so the
 // training loop never scans blank pixels: 3 bytes per nonzero, about 28 MB for
-// MNIST's 60000 images (81% of whose pixels are 0).
+// MNIST's 60000 images (81% of whose pixels are 0). Used when batches are
+// shuffled; batches in order use a BatchPlan (batch_plan.hpp) instead.
 #pragma once
 #include <cstdint>
-#include <memory>
-#include <mutex>
 #include <vector>
 
 #include "kernels.hpp"
@@ -22,22 +21,10 @@ public:
     int64_t cols() const { return cols_; }
     int64_t row_stride() const { return row_stride_; }
     int64_t col_stride() const { return col_stride_; }
-    // The update plan for batches of `batch` over all rows in order, built on
-    // first use and kept (about 2 bytes per nonzero plus 2 per used input and batch).
-    const BatchPlan& plan(int64_t batch, int nthreads) const;
-    // Memory held: the index and the plan, if built.
+    // Memory held, in bytes.
     int64_t nbytes() const;
 
 private:
-    struct PlanData {
-        std::vector<int64_t> row_off, ent_off;
-        std::vector<uint16_t> rows, ent;
-        std::vector<int32_t> ngroup;
-        BatchPlan view;
-    };
-    mutable std::mutex plan_mutex_;
-    mutable std::unique_ptr<PlanData> plan_;
-
     std::vector<int64_t> offsets_;
     std::vector<uint16_t> idx_;
     std::vector<uint8_t> val_;

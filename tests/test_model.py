@@ -374,17 +374,19 @@ def test_sparse_and_dense_paths_agree(mnist):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("batch_size", [1, 7, 8, 64])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_batch_plan_gives_the_per_step_result(mnist, batch_size, threads, dtype):
-    # Batches taken in order use update lists built once per index (the batch
-    # plan); an order array, even the identity, makes the loop build them every
-    # step. The sums are the same, so the claim is bitwise identity.
+def test_batch_plan_gives_the_per_step_result(mnist, isa, batch_size, threads, dtype):
+    # Batches taken in order can use a BatchPlan: forward groups over the union of
+    # four images' pixels (AVX-512) and update lists, built once. An order array,
+    # even the identity, makes the loop list every step's nonzeros itself. The
+    # sums are the same, so the claim is bitwise identity.
     (x, y), _ = mnist
-    n = 1003  # a partial last batch for every size above but 1
+    n = 1003  # a partial last batch (and last forward group) for every size above but 1
     x2, y32 = x[:n].reshape(n, -1), y[:n].astype(np.int32)
     index = mm._core.NonzeroIndex(x2)
     planned, listed = mm.MLP([784, 40, 10], seed=3, dtype=dtype), mm.MLP([784, 40, 10], seed=3, dtype=dtype)
-    for bs in (batch_size, batch_size + 1):  # a second batch size rebuilds the plan
-        ra = planned._core.train_epoch(x2, y32, None, bs, 0.1, True, True, threads, index)
+    for bs in (batch_size, batch_size + 1 if batch_size < 64 else 63):  # a second epoch, other batches
+        plan = mm._core.BatchPlan(x2, bs)
+        ra = planned._core.train_epoch(x2, y32, None, bs, 0.1, True, True, threads, plan=plan)
         rb = listed._core.train_epoch(x2, y32, np.arange(n, dtype=np.int64), bs, 0.1, True, True, threads, index)
         assert ra == rb
         for p, q in zip(_params(planned), _params(listed)):
@@ -392,16 +394,26 @@ def test_batch_plan_gives_the_per_step_result(mnist, batch_size, threads, dtype)
 
 
 def test_batch_plan_arguments_and_size(mnist):
-    (x, _), _ = mnist
-    index = mm._core.NonzeroIndex(x[:100].reshape(100, -1))
-    before = index.nbytes
-    assert before >= 3 * index.nnz
-    with pytest.raises(ValueError, match="batch_size"):
-        index.plan_batches(0)
-    index.plan_batches(65)  # beyond the fast path: nothing to build
-    assert index.nbytes == before
-    index.plan_batches(8)
-    assert index.nbytes >= before + 2 * index.nnz  # one 2-byte entry per nonzero
+    (x, y), _ = mnist
+    x2, y32 = x[:100].reshape(100, -1), y[:100].astype(np.int32)
+    nnz = mm._core.NonzeroIndex(x2).nnz
+    plan = mm._core.BatchPlan(x2, 8)
+    assert plan.batch_size == 8
+    assert 4 * nnz <= plan.nbytes <= 12 * nnz  # 2 bytes per nonzero for the update, ~4 for the forward
+    assert mm._core.BatchPlan(x2[:50], 300).batch_size == 50  # clamped to the rows, as training does
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        mm._core.BatchPlan(x2, 0)
+    with pytest.raises(ValueError, match="at most 64 rows, got 65"):
+        mm._core.BatchPlan(x2, 65)
+    with pytest.raises(TypeError, match="2-D uint8"):
+        mm._core.BatchPlan(x2.astype(np.float32), 8)
+    m = mm.MLP([784, 40, 10], seed=0)
+    with pytest.raises(ValueError, match="another array"):
+        m._core.train_epoch(x2.copy(), y32, None, 8, 0.1, plan=plan)
+    with pytest.raises(ValueError, match="another batch_size"):
+        m._core.train_epoch(x2, y32, None, 7, 0.1, plan=plan)
+    with pytest.raises(ValueError, match="batches in order"):
+        m._core.train_epoch(x2, y32, np.arange(100, dtype=np.int64), 8, 0.1, plan=plan)
 
 
 @pytest.mark.parametrize("leader", ["0", "1"])

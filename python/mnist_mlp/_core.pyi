@@ -1,7 +1,7 @@
 """Type stubs for the native core (cpp/bindings.cpp). Private: use the
 `mnist_mlp` package, which validates arguments before calling these."""
 
-from typing import Generic, TypedDict, TypeVar, overload
+from typing import Callable, Generic, TypedDict, TypeVar, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -9,6 +9,7 @@ from numpy.typing import ArrayLike, NDArray
 __version__: str
 HAVE_ZLIB: bool
 HAVE_OPENMP: bool
+FAST_MAX_BATCH: int
 
 class IdxError(ValueError):
     """A malformed IDX file or buffer (message names the file and the problem)."""
@@ -75,12 +76,19 @@ class NonzeroIndex:
     """The nonzero pixels of a 2-D uint8 array, listed once per fit (keeps ``x`` alive)."""
 
     def __init__(self, x: NDArray[np.uint8], num_threads: int | None = None) -> None: ...
-    def plan_batches(self, batch_size: int, num_threads: int | None = None) -> None:
-        """Build (once) the per-batch update lists for batches taken in order."""
     @property
     def nbytes(self) -> int: ...
     @property
     def nnz(self) -> int: ...
+
+class BatchPlan:
+    """Every batch's forward groups and update lists, for batches taken in order (keeps ``x`` alive)."""
+
+    def __init__(self, x: NDArray[np.uint8], batch_size: int, num_threads: int | None = None) -> None: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
 
 class _TrainEpochResult(TypedDict):
     batches: int
@@ -111,6 +119,8 @@ class _Model(Generic[_F]):
         stop_on_nonfinite: bool = True,
         num_threads: int | None = None,
         index: NonzeroIndex | None = None,
+        progress: Callable[[int, int], object] | None = None,
+        plan: BatchPlan | None = None,
     ) -> _TrainEpochResult:
         """One epoch of SGD over x (uint8/float32/float64, 2-D) in ``order`` (None: in order)."""
     def evaluate(

@@ -206,19 +206,21 @@ class MLP:
         hist = []
         with self._locked("fit", training=True), self._training():
             # uint8 pixels: list the nonzeros once, so no epoch scans blank pixels again.
-            index = None
+            # The same batches every epoch (no shuffling, small batches): plan them
+            # all now, once; shuffled, index each image's nonzeros.
+            index = plan = None
             if sparse and x.dtype == np.uint8 and len(sizes) == 3 and x.shape[1] <= 65536:
-                index = _core.NonzeroIndex(x, threads)
-                if not shuffle:
-                    # The same batches every epoch: their update lists are built now, once.
-                    index.plan_batches(batch_size, threads)
+                if not shuffle and min(batch_size, len(x)) <= _core.FAST_MAX_BATCH:
+                    plan = _core.BatchPlan(x, batch_size, threads)
+                else:
+                    index = _core.NonzeroIndex(x, threads)
             for _ in range(epochs):
                 order = self._shuffle.permutation(len(x)).astype(np.int64) if shuffle else None
                 t0 = time.perf_counter()
                 self._busy = "epoch"
                 try:
                     r = self._core.train_epoch(
-                        x, y, order, batch_size, lr, bool(sparse), bool(stop_on_nan), threads, index, progress
+                        x, y, order, batch_size, lr, bool(sparse), bool(stop_on_nan), threads, index, progress, plan
                     )
                 finally:
                     self._busy = "fit"

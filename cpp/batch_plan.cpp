@@ -1,0 +1,138 @@
+#include "batch_plan.hpp"
+
+#include <algorithm>
+
+namespace mm {
+
+namespace {
+
+// Row i's nonzero pixels, in increasing column order; returns how many.
+int64_t row_nonzeros(const InputView& x, int64_t i, uint16_t* k, uint8_t* v) {
+    const auto* row = static_cast<const uint8_t*>(x.data) + i * x.row_stride;
+    int64_t n = 0;
+    for (int64_t c = 0; c < x.cols; ++c) {
+        const uint8_t p = row[c * x.col_stride];
+        k[n] = (uint16_t)c;
+        v[n] = p;
+        n += p != 0;
+    }
+    return n;
+}
+
+}  // namespace
+
+BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
+    : source_(x.data), cols_(x.cols), row_stride_(x.row_stride), col_stride_(x.col_stride) {
+    (void)nthreads;  // unused without OpenMP
+    constexpr int G = kPlanGroup;
+    const int64_t n = x.rows, d = x.cols;
+    const int64_t nb = (n + batch - 1) / batch, gpb = (batch + G - 1) / G, words = (d + 63) / 64;
+    row_off_.assign((size_t)nb + 1, 0);
+    ent_off_.assign((size_t)nb + 1, 0);
+    fwd_off_.assign((size_t)(nb * gpb) + 1, 0);
+    ngroup_.assign((size_t)(nb * batch), 0);
+    // Two passes over the pixels: sizes, then the lists at the prefix-summed
+    // offsets. Each thread lists its batches' nonzeros into its own buffers.
+    for (int pass = 0; pass < 2; ++pass) {
+        if (pass == 1) {
+            for (int64_t b = 0; b < nb; ++b) {
+                row_off_[(size_t)b + 1] += row_off_[(size_t)b];
+                ent_off_[(size_t)b + 1] += ent_off_[(size_t)b];
+            }
+            for (int64_t i = 0; i < nb * gpb; ++i) fwd_off_[(size_t)i + 1] += fwd_off_[(size_t)i];
+            rows_.resize((size_t)row_off_.back());
+            ent_.resize((size_t)ent_off_.back());
+            fk_.resize((size_t)fwd_off_.back());
+            fx_.resize((size_t)fwd_off_.back() * G);
+        }
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+        {
+            std::vector<uint16_t> nk((size_t)(batch * d)), slot((size_t)(d * batch));
+            std::vector<uint8_t> nv((size_t)(batch * d)), xd((size_t)(d * G), 0);
+            std::vector<int64_t> nn((size_t)batch);
+            std::vector<int32_t> cnt((size_t)d, 0), order((size_t)d), first((size_t)batch + 2);
+            std::vector<uint64_t> mark((size_t)words, 0);
+#pragma omp for schedule(static)
+            for (int64_t b = 0; b < nb; ++b) {
+                const int64_t r0 = b * batch, rows = std::min(n, r0 + batch) - r0;
+                int64_t total = 0;
+                for (int64_t r = 0; r < rows; ++r) {
+                    nn[(size_t)r] = row_nonzeros(x, r0 + r, nk.data() + r * d, nv.data() + r * d);
+                    total += nn[(size_t)r];
+                }
+                // Update lists: the inputs the batch uses, each with its samples in order.
+                int64_t used = 0;
+                for (int64_t r = 0; r < rows; ++r)
+                    for (int64_t t = 0; t < nn[(size_t)r]; ++t) {
+                        const int32_t k = nk[(size_t)(r * d + t)];
+                        const int32_t c = cnt[(size_t)k];
+                        if (c == 0) order[(size_t)used++] = k;
+                        slot[(size_t)(k * batch + c)] = (uint16_t)((r << 8) | nv[(size_t)(r * d + t)]);
+                        cnt[(size_t)k] = c + 1;
+                    }
+                if (pass == 0) {
+                    row_off_[(size_t)b + 1] = used;
+                    ent_off_[(size_t)b + 1] = total;
+                    for (int64_t u = 0; u < used; ++u) cnt[(size_t)order[(size_t)u]] = 0;
+                } else {
+                    // Rows by count (stable), then each row's entries.
+                    for (int64_t c = 0; c <= batch + 1; ++c) first[(size_t)c] = 0;
+                    for (int64_t u = 0; u < used; ++u) ++first[(size_t)cnt[(size_t)order[(size_t)u]] + 1];
+                    for (int64_t c = 1; c <= batch; ++c) ngroup_[(size_t)(b * batch + c - 1)] = first[(size_t)c + 1];
+                    for (int64_t c = 1; c <= batch + 1; ++c) first[(size_t)c] += first[(size_t)c - 1];
+                    uint16_t* rws = rows_.data() + row_off_[(size_t)b];
+                    for (int64_t u = 0; u < used; ++u) {
+                        const int32_t k = order[(size_t)u];
+                        rws[first[(size_t)cnt[(size_t)k]]++] = (uint16_t)k;
+                    }
+                    uint16_t* e = ent_.data() + ent_off_[(size_t)b];
+                    for (int64_t u = 0; u < used; ++u) {
+                        const int32_t k = rws[u];
+                        for (int32_t t = 0; t < cnt[(size_t)k]; ++t) *e++ = slot[(size_t)(k * batch + t)];
+                        cnt[(size_t)k] = 0;
+                    }
+                }
+                // Forward groups: each sample's pixels into its column of xd, then
+                // the marked inputs in increasing order.
+                for (int64_t q = 0; q < gpb; ++q) {
+                    for (int64_t g = 0; g < G && q * G + g < rows; ++g) {
+                        const int64_t r = q * G + g;
+                        for (int64_t t = 0; t < nn[(size_t)r]; ++t) {
+                            const int64_t k = nk[(size_t)(r * d + t)];
+                            xd[(size_t)(k * G + g)] = nv[(size_t)(r * d + t)];
+                            mark[(size_t)(k >> 6)] |= (uint64_t)1 << (k & 63);
+                        }
+                    }
+                    const int64_t gi = b * gpb + q;
+                    uint16_t* fk = pass ? fk_.data() + fwd_off_[(size_t)gi] : nullptr;
+                    uint8_t* fx = pass ? fx_.data() + fwd_off_[(size_t)gi] * G : nullptr;
+                    int64_t u = 0;
+                    for (int64_t w = 0; w < words; ++w) {
+                        uint64_t bits = mark[(size_t)w];
+                        mark[(size_t)w] = 0;
+                        while (bits) {
+                            const int64_t k = w * 64 + __builtin_ctzll(bits);
+                            bits &= bits - 1;
+                            if (pass) {
+                                fk[u] = (uint16_t)k;
+                                for (int g = 0; g < G; ++g) fx[u * G + g] = xd[(size_t)(k * G + g)];
+                            }
+                            for (int g = 0; g < G; ++g) xd[(size_t)(k * G + g)] = 0;
+                            ++u;
+                        }
+                    }
+                    if (pass == 0) fwd_off_[(size_t)gi + 1] = u;
+                }
+            }
+        }
+    }
+    view_ = BatchPlan{batch,        n,          row_off_.data(), ent_off_.data(), rows_.data(), ent_.data(),
+                      ngroup_.data(), gpb,      fwd_off_.data(), fk_.data(),      fx_.data()};
+}
+
+int64_t BatchPlanData::nbytes() const {
+    return (int64_t)((row_off_.size() + ent_off_.size() + fwd_off_.size()) * 8 +
+                     (rows_.size() + ent_.size() + fk_.size()) * 2 + ngroup_.size() * 4 + fx_.size());
+}
+
+}  // namespace mm

@@ -1,0 +1,37 @@
+// The once-per-fit plan of every batch when batches are taken in order (no
+// shuffling): each step's update lists and forward groups, listed from the
+// pixels once instead of by every thread at every step. See BatchPlan in
+// kernels.hpp for the layout; about 6 bytes per nonzero pixel, 51 MB for MNIST.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernels.hpp"
+
+namespace mm {
+
+class BatchPlanData {
+public:
+    // x must be uint8 with at most 65536 columns, 1 <= batch <= kFastMaxBatch
+    // (checked by the caller).
+    BatchPlanData(const InputView& x, int64_t batch, int nthreads);
+    const BatchPlan& view() const { return view_; }
+    int64_t rows() const { return view_.n; }
+    int64_t batch() const { return view_.batch; }
+    const void* source() const { return source_; }
+    int64_t cols() const { return cols_; }
+    int64_t row_stride() const { return row_stride_; }
+    int64_t col_stride() const { return col_stride_; }
+    int64_t nbytes() const;
+
+private:
+    std::vector<int64_t> row_off_, ent_off_, fwd_off_;
+    std::vector<uint16_t> rows_, ent_, fk_;
+    std::vector<uint8_t> fx_;
+    std::vector<int32_t> ngroup_;
+    BatchPlan view_{};
+    const void* source_;
+    int64_t cols_, row_stride_, col_stride_;  // the view it was built from
+};
+
+}  // namespace mm
