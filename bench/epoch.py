@@ -35,12 +35,12 @@ def main() -> None:
     evals = {t: [] for t in threads}
     preds = {t: [] for t in threads}
     models = {t: mm.MLP([784, 300, 10], seed=0) for t in threads}
-    index = _core.NonzeroIndex(x2, 2)  # what fit builds once per call
+    plan = _core.BatchPlan(x2, 8, 2)  # what fit builds once per call (batches in order)
     for _ in range(args.repeats):
         for t in threads:
             m = models[t]
             t0 = time.perf_counter()
-            m._core.train_epoch(x2, y32, None, 8, 0.1, True, True, t, index)
+            m._core.train_epoch(x2, y32, None, 8, 0.1, True, True, t, plan=plan)
             epoch[t].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             m.evaluate(xa, ya, num_threads=t)

@@ -635,11 +635,12 @@ constexpr int64_t EVAL_CHUNK = 128;
 // With 32 vector registers (AVX-512), rows go in groups of EVAL_GROUP: the group
 // walks the union of its rows' nonzero inputs, and each W1 vector loaded feeds
 // EVAL_GROUP accumulators (a row that does not use the input adds 0 * w, which
-// leaves its sum unchanged). Three MNIST rows use ~270 distinct inputs against
-// ~450 in all: 40% fewer loads of W1 from L2, which bound this loop, for 80% more
-// multiply-adds, which did not.
-constexpr int EVAL_GROUP = 3;
-constexpr int EVAL_GROUP_NV = 8;  // EVAL_GROUP x 8 accumulators + 8 row vectors fit in 32 registers
+// leaves its sum unchanged). Four MNIST rows use ~305 distinct inputs against
+// ~600 in all: half the loads of W1 from L2, which bound this loop, for twice the
+// multiply-adds, which did not (groups of 3: 0.055 s for 70k rows on 2 threads,
+// of 4: 0.049 s; 5 or 6 rows leave too few registers).
+constexpr int EVAL_GROUP = kPlanGroup;
+constexpr int EVAL_GROUP_NV = PLAN_NV;  // 4 x 5 accumulators + 4 values in 32 registers
 constexpr bool EVAL_GROUPED = MM_VBYTES == 64;
 
 template <class T>

@@ -187,7 +187,7 @@ def test_predict_and_proba_agree_with_reference(mnist, isa):
 @pytest.mark.parametrize("n", [64, 65, 66, 67, 131, 300])
 @pytest.mark.parametrize("layout", ["c", "fortran", "strided"])
 def test_evaluation_row_groups_and_layouts_match_reference(mnist, isa, hidden, n, layout):
-    # AVX-512 evaluates rows in groups of three over the union of their nonzero
+    # AVX-512 evaluates rows in groups of four over the union of their nonzero
     # pixels, in chunks of 128: every remainder of a group and a chunk, padded
     # hidden widths, and column-strided pixels, against the reference.
     (x, y), (xt, yt) = mnist
