@@ -22,7 +22,7 @@ int64_t row_nonzeros(const InputView& x, int64_t i, uint16_t* k, uint8_t* v) {
 }  // namespace
 
 BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
-    : source_(x.data), cols_(x.cols), row_stride_(x.row_stride), col_stride_(x.col_stride) {
+    : source_(x) {
     (void)nthreads;  // unused without OpenMP
     constexpr int G = kPlanGroup;
     const int64_t n = x.rows, d = x.cols;

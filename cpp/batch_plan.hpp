@@ -18,10 +18,7 @@ public:
     const BatchPlan& view() const { return view_; }
     int64_t rows() const { return view_.n; }
     int64_t batch() const { return view_.batch; }
-    const void* source() const { return source_; }
-    int64_t cols() const { return cols_; }
-    int64_t row_stride() const { return row_stride_; }
-    int64_t col_stride() const { return col_stride_; }
+    const InputView& source() const { return source_; }  // the view it was built from
     int64_t nbytes() const;
 
 private:
@@ -30,8 +27,7 @@ private:
     std::vector<uint8_t> fx_;
     std::vector<int32_t> ngroup_;
     BatchPlan view_{};
-    const void* source_;
-    int64_t cols_, row_stride_, col_stride_;  // the view it was built from
+    InputView source_;
 };
 
 }  // namespace mm

@@ -218,15 +218,13 @@ void bind_model(py::module_& m, const char* name) {
                 job.nthreads = resolve_threads(threads);
                 NonzeroIndex nzv{};
                 if (index) {
-                    if (index->source() != x.data() || index->rows() != n || index->cols() != xv.cols ||
-                        index->row_stride() != xv.row_stride || index->col_stride() != xv.col_stride)
+                    if (!same_view(index->source(), xv))
                         throw py::value_error("the nonzero index was built for another array");
                     nzv = index->view();
                     job.nz = &nzv;
                 }
                 if (plan) {
-                    if (plan->source() != x.data() || plan->rows() != n || plan->cols() != xv.cols ||
-                        plan->row_stride() != xv.row_stride || plan->col_stride() != xv.col_stride)
+                    if (!same_view(plan->source(), xv))
                         throw py::value_error("the batch plan was built for another array");
                     if (plan->batch() != batch) throw py::value_error("the batch plan was built for another batch_size");
                     if (ord) throw py::value_error("a batch plan is for batches in order: pass order=None");

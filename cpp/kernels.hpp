@@ -24,6 +24,12 @@ struct InputView {
     int64_t row_stride, col_stride;  // in elements
 };
 
+// Whether two views show the same elements of the same array.
+inline bool same_view(const InputView& a, const InputView& b) {
+    return a.data == b.data && a.type == b.type && a.rows == b.rows && a.cols == b.cols &&
+           a.row_stride == b.row_stride && a.col_stride == b.col_stride;
+}
+
 // The nonzero pixels of a uint8 dataset, indexed once per fit (CSR): sample i's
 // nonzeros are idx/val[offsets[i] .. offsets[i+1]), in increasing column order.
 struct NonzeroIndex {

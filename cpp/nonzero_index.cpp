@@ -3,7 +3,7 @@
 namespace mm {
 
 NonzeroIndexData::NonzeroIndexData(const InputView& x, int nthreads)
-    : source_(x.data), cols_(x.cols), row_stride_(x.row_stride), col_stride_(x.col_stride) {
+    : source_(x) {
     (void)nthreads;  // unused without OpenMP
     const int64_t n = x.rows, d = x.cols;
     const auto* base = static_cast<const uint8_t*>(x.data);

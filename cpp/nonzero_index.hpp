@@ -17,10 +17,7 @@ public:
     NonzeroIndex view() const { return NonzeroIndex{offsets_.data(), idx_.data(), val_.data()}; }
     int64_t rows() const { return (int64_t)offsets_.size() - 1; }
     int64_t nnz() const { return offsets_.back(); }
-    const void* source() const { return source_; }
-    int64_t cols() const { return cols_; }
-    int64_t row_stride() const { return row_stride_; }
-    int64_t col_stride() const { return col_stride_; }
+    const InputView& source() const { return source_; }  // the view it was built from
     // Memory held, in bytes.
     int64_t nbytes() const;
 
@@ -28,8 +25,7 @@ private:
     std::vector<int64_t> offsets_;
     std::vector<uint16_t> idx_;
     std::vector<uint8_t> val_;
-    const void* source_;
-    int64_t cols_, row_stride_, col_stride_;  // the view it was built from
+    InputView source_;
 };
 
 }  // namespace mm
