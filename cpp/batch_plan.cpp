@@ -1,6 +1,7 @@
 #include "batch_plan.hpp"
 
 #include <algorithm>
+#include <utility>
 
 namespace mm {
 
@@ -17,6 +18,69 @@ int64_t row_nonzeros(const InputView& x, int64_t i, uint16_t* k, uint8_t* v) {
         n += p != 0;
     }
     return n;
+}
+
+int64_t union_size(const uint64_t* bm, const int32_t* rows, int n, int64_t words) {
+    int64_t s = 0;
+    for (int64_t w = 0; w < words; ++w) {
+        uint64_t u = 0;
+        for (int i = 0; i < n; ++i) u |= bm[rows[i] * words + w];
+        s += __builtin_popcountll(u);
+    }
+    return s;
+}
+
+// The batch's samples in groups of kPlanGroup (perm, group after group), chosen
+// so the groups' unions of nonzero inputs are small: every forward step costs
+// one W1 row load per input of the union. Any grouping gives the same sums. Up to
+// two groups: the best split (35 candidates for 8 samples); more: greedy, each
+// group grown by the sample that adds fewest new inputs. On MNIST's batches of 8
+// the unions shrink by 7% against consecutive samples.
+void group_samples(int32_t* perm, uint64_t* bm, const uint16_t* nk, const int64_t* nn, int64_t rows, int64_t d,
+                   int64_t words) {
+    constexpr int G = kPlanGroup;
+    for (int64_t r = 0; r < rows; ++r) {
+        perm[r] = (int32_t)r;
+        uint64_t* m = bm + r * words;
+        for (int64_t w = 0; w < words; ++w) m[w] = 0;
+        for (int64_t t = 0; t < nn[r]; ++t) m[nk[r * d + t] >> 6] |= (uint64_t)1 << (nk[r * d + t] & 63);
+    }
+    if (rows <= G) return;
+    if (rows <= 2 * G) {
+        // Sample 0 and G - 1 others in the first group: every split once.
+        int32_t best[2 * G], cand[2 * G];
+        int64_t best_size = -1;
+        const int others = (int)rows - 1;
+        for (uint32_t mask = 0; mask < (1u << others); ++mask) {
+            if (__builtin_popcount(mask) != G - 1) continue;
+            int a = 0, z = G;
+            cand[a++] = 0;
+            for (int i = 0; i < others; ++i) (mask >> i & 1 ? cand[a++] : cand[z++]) = i + 1;
+            const int64_t size = union_size(bm, cand, G, words) + union_size(bm, cand + G, (int)rows - G, words);
+            if (best_size < 0 || size < best_size) {
+                best_size = size;
+                for (int64_t i = 0; i < rows; ++i) best[i] = cand[i];
+            }
+        }
+        for (int64_t i = 0; i < rows; ++i) perm[i] = best[i];
+        return;
+    }
+    for (int64_t start = 0; start < rows; start += G) {
+        // perm[start..] are the samples left; perm[start] opens the group.
+        for (int64_t pos = start + 1; pos < std::min(start + G, rows); ++pos) {
+            int64_t pick = pos, pick_size = -1;
+            for (int64_t c = pos; c < rows; ++c) {
+                std::swap(perm[pos], perm[c]);
+                const int64_t size = union_size(bm, perm + start, (int)(pos - start + 1), words);
+                std::swap(perm[pos], perm[c]);
+                if (pick_size < 0 || size < pick_size) {
+                    pick_size = size;
+                    pick = c;
+                }
+            }
+            std::swap(perm[pos], perm[pick]);
+        }
+    }
 }
 
 }  // namespace
@@ -44,6 +108,7 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
             ent_.resize((size_t)ent_off_.back());
             fk_.resize((size_t)fwd_off_.back());
             fx_.resize((size_t)fwd_off_.back() * G);
+            fperm_.assign((size_t)(nb * gpb * G), 255);
         }
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
         {
@@ -51,7 +116,8 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
             std::vector<uint8_t> nv((size_t)(batch * d)), xd((size_t)(d * G), 0);
             std::vector<int64_t> nn((size_t)batch);
             std::vector<int32_t> cnt((size_t)d, 0), order((size_t)d), first((size_t)batch + 2);
-            std::vector<uint64_t> mark((size_t)words, 0);
+            std::vector<uint64_t> mark((size_t)words, 0), bm((size_t)(batch * words));
+            std::vector<int32_t> perm((size_t)batch);
 #pragma omp for schedule(static)
             for (int64_t b = 0; b < nb; ++b) {
                 const int64_t r0 = b * batch, rows = std::min(n, r0 + batch) - r0;
@@ -92,11 +158,16 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
                         cnt[(size_t)k] = 0;
                     }
                 }
-                // Forward groups: each sample's pixels into its column of xd, then
-                // the marked inputs in increasing order.
+                // Forward groups: which samples go together (fewest distinct inputs),
+                // then each sample's pixels into its column of xd, and the marked
+                // inputs in increasing order.
+                group_samples(perm.data(), bm.data(), nk.data(), nn.data(), rows, d, words);
+                if (pass == 1)
+                    for (int64_t i = 0; i < gpb * G; ++i)
+                        fperm_[(size_t)(b * gpb * G + i)] = i < rows ? (uint8_t)perm[(size_t)i] : (uint8_t)255;
                 for (int64_t q = 0; q < gpb; ++q) {
                     for (int64_t g = 0; g < G && q * G + g < rows; ++g) {
-                        const int64_t r = q * G + g;
+                        const int64_t r = perm[(size_t)(q * G + g)];
                         for (int64_t t = 0; t < nn[(size_t)r]; ++t) {
                             const int64_t k = nk[(size_t)(r * d + t)];
                             xd[(size_t)(k * G + g)] = nv[(size_t)(r * d + t)];
@@ -126,13 +197,14 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
             }
         }
     }
-    view_ = BatchPlan{batch,        n,          row_off_.data(), ent_off_.data(), rows_.data(), ent_.data(),
-                      ngroup_.data(), gpb,      fwd_off_.data(), fk_.data(),      fx_.data()};
+    view_ = BatchPlan{batch,          n,   row_off_.data(), ent_off_.data(), rows_.data(), ent_.data(),
+                      ngroup_.data(), gpb, fwd_off_.data(), fk_.data(),      fx_.data(),   fperm_.data()};
 }
 
 int64_t BatchPlanData::nbytes() const {
     return (int64_t)((row_off_.size() + ent_off_.size() + fwd_off_.size()) * 8 +
-                     (rows_.size() + ent_.size() + fk_.size()) * 2 + ngroup_.size() * 4 + fx_.size());
+                     (rows_.size() + ent_.size() + fk_.size()) * 2 + ngroup_.size() * 4 + fx_.size() +
+                     fperm_.size());
 }
 
 }  // namespace mm

@@ -48,7 +48,8 @@ constexpr int64_t kFastMaxBatch = 64;
 // used by c samples. Each row is followed in ent (from ent_off[b]) by one entry
 // per sample that uses it, in batch order: (row in the batch << 8) | pixel value.
 // Forward: the batch's samples in groups of kPlanGroup (the last may be short);
-// group q of batch b (index b * gpb + q) walks the union of its samples' nonzero
+// group q of batch b (index i = b * gpb + q) holds the batch rows
+// fperm[i * kPlanGroup + g] (255: none) and walks the union of their nonzero
 // inputs, fk[fwd_off[i] .. fwd_off[i+1]), increasing, with kPlanGroup pixel
 // values each in fx (0 for a sample that does not use the input, or is missing).
 constexpr int kPlanGroup = 4;
@@ -63,6 +64,7 @@ struct BatchPlan {
     const int64_t* fwd_off;
     const uint16_t* fk;
     const uint8_t* fx;
+    const uint8_t* fperm;
 };
 
 // A network as plain pointers into the model's single parameter allocation.

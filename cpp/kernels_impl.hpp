@@ -702,6 +702,8 @@ static void sparse_first_layer(T* out, int64_t ldo, const InputView& x, int64_t 
             }
             nus[q] = nu;
         }
+        int32_t orow[G];  // a group's rows, consecutive
+        for (int g = 0; g < G; ++g) orow[g] = g;
         for (int64_t v0 = 0; v0 < nv; v0 += EVAL_GROUP_NV) {
             const int64_t j = v0 * L;
             const int nb = (int)tmin<int64_t>(EVAL_GROUP_NV, nv - v0);
@@ -710,14 +712,14 @@ static void sparse_first_layer(T* out, int64_t ldo, const InputView& x, int64_t 
                 const int32_t* qk = idx + q * D;
                 const T* qx = val + q * D * G;
                 switch (nb) {
-                    case 1: fwd_union<T, G, 1>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
-                    case 2: fwd_union<T, G, 2>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
-                    case 3: fwd_union<T, G, 3>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
-                    case 4: fwd_union<T, G, 4>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
-                    case 5: fwd_union<T, G, 5>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
-                    case 6: fwd_union<T, G, 6>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
-                    case 7: fwd_union<T, G, 7>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
-                    default: fwd_union<T, G, EVAL_GROUP_NV>(o, ldo, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
+                    case 1: fwd_union<T, G, 1>(o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
+                    case 2: fwd_union<T, G, 2>(o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
+                    case 3: fwd_union<T, G, 3>(o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
+                    case 4: fwd_union<T, G, 4>(o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
+                    case 5: fwd_union<T, G, 5>(o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
+                    case 6: fwd_union<T, G, 6>(o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
+                    case 7: fwd_union<T, G, 7>(o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
+                    default: fwd_union<T, G, EVAL_GROUP_NV>(o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
                 }
             }
         }
