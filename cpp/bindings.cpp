@@ -250,12 +250,15 @@ void bind_model(py::module_& m, const char* name) {
         .def(
             "evaluate",
             [](M& mo, const py::array& x, std::optional<Labels> y, bool want_probs, bool want_pred,
-               std::optional<int> threads) {
+               std::optional<int> threads, const BatchPlanData* plan) {
                 InputView xv = input_view(x, mo.sizes()[0]);
                 const int64_t n = xv.rows, classes = mo.sizes().back();
                 if (y) check_labels(*y, n, classes);
+                if (plan && !same_view(plan->source(), xv))
+                    throw py::value_error("the batch plan was built for another array");
                 py::object probs = py::none(), pred = py::none();
                 EvalJob<T> job{mo.view(), xv, y ? y->data() : nullptr, nullptr, n, resolve_threads(threads)};
+                if (plan) job.plan = &plan->view();
                 if (want_probs) {
                     py::array_t<T> p({(py::ssize_t)n, (py::ssize_t)classes});
                     job.probs = p.mutable_data();
@@ -274,7 +277,7 @@ void bind_model(py::module_& m, const char* name) {
                 return py::make_tuple(job.loss_sum, job.correct, probs, pred);
             },
             py::arg("x"), py::arg("y") = py::none(), py::arg("probs") = false, py::arg("pred") = false,
-            py::arg("num_threads") = py::none());
+            py::arg("num_threads") = py::none(), py::arg("plan") = nullptr);
 }
 
 template <class T>

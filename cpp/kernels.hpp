@@ -116,6 +116,7 @@ struct EvalJob {
     double loss_sum = 0;
     int64_t correct = 0;
     int32_t* pred = nullptr;  // (n,) argmax, or nullptr
+    const BatchPlan* plan = nullptr;  // optional, built from x: its forward groups serve the first layer
 };
 
 template <class T>

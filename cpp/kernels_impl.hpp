@@ -737,6 +737,45 @@ static void sparse_first_layer(T* out, int64_t ldo, const InputView& x, int64_t 
     }
 }
 
+// The first layer of rows [b0 * batch, b0 * batch + rows) of the data a BatchPlan
+// was built from: its forward groups already list each group's union of nonzero
+// inputs (fit evaluates its training set this way after every epoch).
+template <class T>
+static void plan_first_layer(T* out, int64_t ldo, const BatchPlan& plan, int64_t b0, int64_t rows, const T* w1p,
+                             const T* b1p, int64_t Hp, const T* lut) {
+    // out: (rows + 1, Hp), the last row a spare for the missing rows of short groups
+    constexpr int L = MM_VBYTES / (int)sizeof(T);
+    constexpr int G = kPlanGroup;
+    static_assert(EVAL_GROUP_NV == 5, "the switch below names blocks of 1 to 4 vectors");
+    const int64_t nv = Hp / L, B = plan.batch, bend = b0 + (rows + B - 1) / B;
+    for (int64_t v0 = 0; v0 < nv; v0 += EVAL_GROUP_NV) {
+        const int64_t j = v0 * L;
+        const int nb = (int)tmin<int64_t>(EVAL_GROUP_NV, nv - v0);
+        for (int64_t b = b0; b < bend; ++b) {
+            const int64_t ng = (tmin(B, plan.n - b * B) + G - 1) / G;
+            for (int64_t q = 0; q < ng; ++q) {
+                const int64_t gi = b * plan.gpb + q, f0 = plan.fwd_off[gi];
+                const int32_t nu = (int32_t)(plan.fwd_off[gi + 1] - f0);
+                int32_t orow[G];
+                for (int g = 0; g < G; ++g) {
+                    const uint8_t r = plan.fperm[gi * G + g];
+                    orow[g] = r == 255 ? (int32_t)rows : (int32_t)((b - b0) * B + r);
+                }
+                const uint16_t* fk = plan.fk + f0;
+                const uint8_t* fx = plan.fx + f0 * G;
+                T* o = out + j;
+                switch (nb) {
+                    case 1: fwd_union<T, G, 1>(o, ldo, orow, b1p + j, w1p + j, Hp, fk, fx, lut, nu); break;
+                    case 2: fwd_union<T, G, 2>(o, ldo, orow, b1p + j, w1p + j, Hp, fk, fx, lut, nu); break;
+                    case 3: fwd_union<T, G, 3>(o, ldo, orow, b1p + j, w1p + j, Hp, fk, fx, lut, nu); break;
+                    case 4: fwd_union<T, G, 4>(o, ldo, orow, b1p + j, w1p + j, Hp, fk, fx, lut, nu); break;
+                    default: fwd_union<T, G, EVAL_GROUP_NV>(o, ldo, orow, b1p + j, w1p + j, Hp, fk, fx, lut, nu); break;
+                }
+            }
+        }
+    }
+}
+
 template <class T>
 static void evaluate_t(EvalJob<T>& job) {
     const NetView<T>& net = job.net;
@@ -746,16 +785,19 @@ static void evaluate_t(EvalJob<T>& job) {
     int64_t widest = 0;
     for (int l = 0; l <= L; ++l) widest = tmax(widest, net.sizes[l]);
     widest += GRP;  // room for the padded first layer
-    const int64_t nchunks = (job.n + EVAL_CHUNK - 1) / EVAL_CHUNK;
+    // Pixels are mostly zero: skip them in the first layer, when there are rows
+    // enough to pay for a padded copy of W1.
+    const bool sparse = job.x.type == InputType::u8 && job.n >= 64 && L >= 2;
+    // With a plan, chunks are whole batches (EVAL_CHUNK rows for batches of 8).
+    const bool use_plan = sparse && job.plan && EVAL_GROUPED && L == 2;
+    const int64_t chunk = use_plan ? tmax<int64_t>(1, EVAL_CHUNK / job.plan->batch) * job.plan->batch : EVAL_CHUNK;
+    const int64_t nchunks = (job.n + chunk - 1) / chunk;
     Scratch slot_loss(sizeof(double) * (size_t)(nchunks + 1));
     Scratch slot_correct(sizeof(int64_t) * (size_t)(nchunks + 1));
     double* sl = slot_loss.as<double>();
     int64_t* sc = slot_correct.as<int64_t>();
     const int nt = job.nthreads > 0 ? job.nthreads : 1;
 
-    // Pixels are mostly zero: skip them in the first layer, when there are rows
-    // enough to pay for a padded copy of W1.
-    const bool sparse = job.x.type == InputType::u8 && job.n >= 64 && L >= 2;
     const int64_t Hp = (H + GRP - 1) / GRP * GRP;
     // With one hidden layer, the logits are dot products with W2^T's padded rows
     // (a GEMM would spend as long packing its operands as multiplying them).
@@ -802,14 +844,18 @@ static void evaluate_t(EvalJob<T>& job) {
             // gemm_t may allocate; an exception must not leave the parallel region.
             if (__atomic_load_n(&failed, __ATOMIC_RELAXED)) continue;
             try {
-            const int64_t start = c * EVAL_CHUNK;
-            const int64_t rows = tmin(EVAL_CHUNK, job.n - start);
+            const int64_t start = c * chunk;
+            const int64_t rows = tmin(chunk, job.n - start);
             T* in = cur;
             T* out = nxt;
             int first = 0;
             int64_t ld_in = D;
             if (sparse) {
-                sparse_first_layer(in, Hp, job.x, start, rows, w1p, b1p, Hp, lut, nz_idx, nz_val, nz_cnt, xd, used);
+                if (use_plan)
+                    plan_first_layer(in, Hp, *job.plan, start / job.plan->batch, rows, w1p, b1p, Hp, lut);
+                else
+                    sparse_first_layer(in, Hp, job.x, start, rows, w1p, b1p, Hp, lut, nz_idx, nz_val, nz_cnt, xd,
+                                       used);
                 first = 1;
                 ld_in = Hp;
             } else {

@@ -414,6 +414,31 @@ def test_batch_plan_arguments_and_size(mnist):
         m._core.train_epoch(x2, y32, None, 7, 0.1, plan=plan)
     with pytest.raises(ValueError, match="batches in order"):
         m._core.train_epoch(x2, y32, np.arange(100, dtype=np.int64), 8, 0.1, plan=plan)
+    with pytest.raises(ValueError, match="another array"):
+        m._core.evaluate(x2.copy(), y32, plan=plan)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 8, 64])
+def test_evaluation_with_the_batch_plan_matches(mnist, isa, batch_size):
+    # fit evaluates its training set with the plan's forward groups (AVX-512):
+    # the same sums per row, so the same accuracy and, with the same chunks of
+    # 128 rows (batches of 1, 8, 64), the same loss bits; batches of 7 make
+    # chunks of 126 rows, which only reorders the sum of the chunks' losses.
+    (x, y), _ = mnist
+    n = 1003
+    x2, y32 = x[:n].reshape(n, -1), y[:n].astype(np.int32)
+    m = mm.MLP([784, 300, 10], seed=6)
+    m.fit(x[:500], y[:500], epochs=1)
+    plan = mm._core.BatchPlan(x2, batch_size)
+    loss, correct, probs, pred = m._core.evaluate(x2, y32, True, True, plan=plan)
+    want = m._core.evaluate(x2, y32, True, True)
+    assert correct == want[1]
+    np.testing.assert_array_equal(probs, want[2])
+    np.testing.assert_array_equal(pred, want[3])
+    if batch_size == 7:
+        assert loss == pytest.approx(want[0], rel=1e-12)
+    else:
+        assert loss == want[0]
 
 
 @pytest.mark.parametrize("leader", ["0", "1"])

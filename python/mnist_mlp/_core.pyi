@@ -130,6 +130,7 @@ class _Model(Generic[_F]):
         probs: bool = False,
         pred: bool = False,
         num_threads: int | None = None,
+        plan: BatchPlan | None = None,
     ) -> tuple[float, int, NDArray[_F] | None, NDArray[np.int32] | None]:
         """(summed loss, correct count, probabilities if ``probs``, predicted ids if ``pred``)."""
 

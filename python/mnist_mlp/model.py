@@ -235,7 +235,7 @@ class MLP:
                     )
                 rec: dict[str, Any] = {"epoch": epoch, "seconds": seconds}
                 t1 = time.perf_counter()
-                rec["train_loss"], rec["train_accuracy"] = self._evaluate(x, y, threads)
+                rec["train_loss"], rec["train_accuracy"] = self._evaluate(x, y, threads, plan)
                 if validation_data is not None:
                     rec["test_loss"], rec["test_accuracy"] = self._evaluate(vx, vy, threads)
                 rec["eval_seconds"] = time.perf_counter() - t1
@@ -256,8 +256,11 @@ class MLP:
             self._busy = None
 
     # -- inference -------------------------------------------------------------
-    def _evaluate(self, x: np.ndarray, y: np.ndarray, threads: int | None) -> tuple[float, float]:
-        loss_sum, correct, _, _ = self._core.evaluate(x, y, False, False, threads)
+    def _evaluate(
+        self, x: np.ndarray, y: np.ndarray, threads: int | None, plan: Any = None
+    ) -> tuple[float, float]:
+        # plan: fit's BatchPlan of x, whose forward groups the first layer can reuse.
+        loss_sum, correct, _, _ = self._core.evaluate(x, y, False, False, threads, plan)
         return loss_sum / len(x), correct / len(x)
 
     def evaluate(self, x: Any, y: Any, num_threads: int | None = None) -> tuple[float, float]:
