@@ -15,6 +15,8 @@ public:
     // x must be uint8 with at most 65536 columns, 1 <= batch <= kFastMaxBatch
     // (checked by the caller).
     BatchPlanData(const InputView& x, int64_t batch, int nthreads);
+    BatchPlanData(const BatchPlanData&) = delete;  // view_ points into the vectors below
+    BatchPlanData& operator=(const BatchPlanData&) = delete;
     const BatchPlan& view() const { return view_; }
     int64_t rows() const { return view_.n; }
     int64_t batch() const { return view_.batch; }

@@ -200,6 +200,7 @@ void bind_model(py::module_& m, const char* name) {
                 InputView xv = input_view(x, mo.sizes()[0]);
                 const int64_t n = xv.rows;
                 check_labels(y, n, mo.sizes().back());
+                if (n < 1) throw py::value_error("x has no rows to train on");
                 if (batch < 1) throw py::value_error("batch_size must be >= 1");
                 if (batch > n) batch = n;  // one batch of everything: the same step, and sizes stay small
                 const int64_t* ord = nullptr;

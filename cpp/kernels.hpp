@@ -42,7 +42,7 @@ struct NonzeroIndex {
 constexpr int64_t kFastMaxBatch = 64;
 
 // What the training steps need of each batch, for the batches 0..n-1 in order
-// (no shuffling), built once per fit from a NonzeroIndex instead of every step.
+// (no shuffling), listed from the pixels once per fit instead of every step.
 // Update: batch b uses rows[row_off[b] .. row_off[b+1]) (input columns), ordered
 // by how many of its samples use them: ngroup[b * batch + c - 1] of them are
 // used by c samples. Each row is followed in ent (from ent_off[b]) by one entry
@@ -95,7 +95,7 @@ struct TrainJob {
     void* stop_ctx;
     int nthreads = 1;
     const NonzeroIndex* nz = nullptr;  // optional index of job.x (uint8)
-    const BatchPlan* plan = nullptr;   // optional, with nz, when order is nullptr
+    const BatchPlan* plan = nullptr;   // optional, built from x for this batch; only when order is nullptr
     // results
     int64_t batches_done = 0;
     int64_t samples_done = 0;

@@ -789,7 +789,7 @@ static void evaluate_t(EvalJob<T>& job) {
     // enough to pay for a padded copy of W1.
     const bool sparse = job.x.type == InputType::u8 && job.n >= 64 && L >= 2;
     // With a plan, chunks are whole batches (EVAL_CHUNK rows for batches of 8).
-    const bool use_plan = sparse && job.plan && EVAL_GROUPED && L == 2;
+    const bool use_plan = sparse && job.plan && job.plan->n == job.n && EVAL_GROUPED && L == 2;
     const int64_t chunk = use_plan ? tmax<int64_t>(1, EVAL_CHUNK / job.plan->batch) * job.plan->batch : EVAL_CHUNK;
     const int64_t nchunks = (job.n + chunk - 1) / chunk;
     Scratch slot_loss(sizeof(double) * (size_t)(nchunks + 1));

@@ -374,7 +374,8 @@ def test_sparse_and_dense_paths_agree(mnist):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("batch_size", [1, 7, 8, 64])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_batch_plan_gives_the_per_step_result(mnist, isa, batch_size, threads, dtype):
+@pytest.mark.parametrize("hidden", [10, 40, 300])  # one panel; two narrow; the seed's, with 5-vector blocks
+def test_batch_plan_gives_the_per_step_result(mnist, isa, batch_size, threads, dtype, hidden):
     # Batches taken in order can use a BatchPlan: forward groups over the union of
     # four images' pixels (AVX-512) and update lists, built once. An order array,
     # even the identity, makes the loop list every step's nonzeros itself. The
@@ -383,7 +384,8 @@ def test_batch_plan_gives_the_per_step_result(mnist, isa, batch_size, threads, d
     n = 1003  # a partial last batch (and last forward group) for every size above but 1
     x2, y32 = x[:n].reshape(n, -1), y[:n].astype(np.int32)
     index = mm._core.NonzeroIndex(x2)
-    planned, listed = mm.MLP([784, 40, 10], seed=3, dtype=dtype), mm.MLP([784, 40, 10], seed=3, dtype=dtype)
+    sizes = [784, hidden, 10]
+    planned, listed = mm.MLP(sizes, seed=3, dtype=dtype), mm.MLP(sizes, seed=3, dtype=dtype)
     for bs in (batch_size, batch_size + 1 if batch_size < 64 else 63):  # a second epoch, other batches
         plan = mm._core.BatchPlan(x2, bs)
         ra = planned._core.train_epoch(x2, y32, None, bs, 0.1, True, True, threads, plan=plan)
@@ -416,6 +418,8 @@ def test_batch_plan_arguments_and_size(mnist):
         m._core.train_epoch(x2, y32, np.arange(100, dtype=np.int64), 8, 0.1, plan=plan)
     with pytest.raises(ValueError, match="another array"):
         m._core.evaluate(x2.copy(), y32, plan=plan)
+    with pytest.raises(ValueError, match="no rows"):  # the Python API rejects it earlier; the core too
+        m._core.train_epoch(x2[:0], y32[:0], None, 8, 0.1)
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 8, 64])
