@@ -472,14 +472,20 @@ static double softmax_xent_rows(T* probs, T* dlogits, const T* z, const int32_t*
         const T* zr = z + r * C;
         T m = zr[0];
         for (int64_t j = 1; j < C; ++j) m = tmax(m, zr[j]);
+        // Each exponential once: kept in an output row when there is one.
+        T* e = dlogits ? dlogits + r * C : probs ? probs + r * C : nullptr;
         T s = 0;
-        for (int64_t j = 0; j < C; ++j) s += t_exp(zr[j] - m);
+        for (int64_t j = 0; j < C; ++j) {
+            const T ej = t_exp(zr[j] - m);
+            if (e) e[j] = ej;
+            s += ej;
+        }
         if (y) loss += (double)(t_log(s) - (zr[y[r]] - m));
         if (probs || dlogits || pred) {
             int32_t best = 0;
             T best_p = -1;
             for (int64_t j = 0; j < C; ++j) {
-                const T p = t_exp(zr[j] - m) / s;
+                const T p = (e ? e[j] : t_exp(zr[j] - m)) / s;
                 if (probs) probs[r * C + j] = p;
                 if (dlogits) dlogits[r * C + j] = (p - (y && j == y[r] ? T(1) : T(0))) / (T)B;
                 if (p > best_p) { best_p = p; best = (int32_t)j; }
