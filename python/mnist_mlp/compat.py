@@ -31,6 +31,20 @@ from .model import MLP, _epoch_line
 __all__ = ["NN"]
 
 
+def _param_view(kind: str, index: int, *, row: bool) -> Any:
+    """A property reading ``model.<kind>[index]`` (as a 1-row view when ``row``,
+    the notebook's bias shape) and writing into it on assignment."""
+
+    def get(self: "NN") -> np.ndarray:
+        a = getattr(self.model, kind)[index]
+        return a.reshape(1, -1) if row else a
+
+    def set_(self: "NN", value: Any) -> None:
+        get(self)[...] = value
+
+    return property(get, set_)
+
+
 class NN:
     """The seed notebook's two-layer network (ReLU hidden layer, softmax output,
     cross-entropy, SGD), backed by `mnist_mlp.MLP`.
@@ -70,38 +84,11 @@ class NN:
         self.batch_size = batch_size
         self.out: np.ndarray | None = None
 
-    # -- the notebook's attributes ---------------------------------------------------
-    @property
-    def w1(self) -> np.ndarray:
-        return self.model.weights[0]
-
-    @w1.setter
-    def w1(self, value: Any) -> None:
-        self.model.weights[0][...] = value
-
-    @property
-    def w2(self) -> np.ndarray:
-        return self.model.weights[1]
-
-    @w2.setter
-    def w2(self, value: Any) -> None:
-        self.model.weights[1][...] = value
-
-    @property
-    def b1(self) -> np.ndarray:
-        return self.model.biases[0].reshape(1, -1)
-
-    @b1.setter
-    def b1(self, value: Any) -> None:
-        self.model.biases[0].reshape(1, -1)[...] = value
-
-    @property
-    def b2(self) -> np.ndarray:
-        return self.model.biases[1].reshape(1, -1)
-
-    @b2.setter
-    def b2(self, value: Any) -> None:
-        self.model.biases[1].reshape(1, -1)[...] = value
+    # -- the notebook's attributes: views of the model's parameters ------------------
+    w1 = _param_view("weights", 0, row=False)
+    w2 = _param_view("weights", 1, row=False)
+    b1 = _param_view("biases", 0, row=True)
+    b2 = _param_view("biases", 1, row=True)
 
     # -- the notebook's methods ------------------------------------------------------
     def forward(self, x: Any) -> np.ndarray:
