@@ -646,7 +646,7 @@ constexpr int64_t EVAL_CHUNK = 128;
 // multiply-adds, which did not (groups of 3: 0.055 s for 70k rows on 2 threads,
 // of 4: 0.049 s; 5 or 6 rows leave too few registers).
 constexpr int EVAL_GROUP = kPlanGroup;
-constexpr int EVAL_GROUP_NV = PLAN_NV;  // 4 x 5 accumulators + 4 values in 32 registers
+constexpr int EVAL_GROUP_NV = PLAN_NV;  // the block sizes fwd_union_block takes
 constexpr bool EVAL_GROUPED = MM_VBYTES == 64;
 
 template <class T>
@@ -717,16 +717,7 @@ static void sparse_first_layer(T* out, int64_t ldo, const InputView& x, int64_t 
                 T* o = out + q * G * ldo + j;
                 const int32_t* qk = idx + q * D;
                 const T* qx = val + q * D * G;
-                switch (nb) {
-                    case 1: fwd_union<T, G, 1>(o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
-                    case 2: fwd_union<T, G, 2>(o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
-                    case 3: fwd_union<T, G, 3>(o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
-                    case 4: fwd_union<T, G, 4>(o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
-                    case 5: fwd_union<T, G, 5>(o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
-                    case 6: fwd_union<T, G, 6>(o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
-                    case 7: fwd_union<T, G, 7>(o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
-                    default: fwd_union<T, G, EVAL_GROUP_NV>(o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]); break;
-                }
+                fwd_union_block(nb, o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]);
             }
         }
         return;
@@ -752,7 +743,6 @@ static void plan_first_layer(T* out, int64_t ldo, const BatchPlan& plan, int64_t
     // out: (rows + 1, Hp), the last row a spare for the missing rows of short groups
     constexpr int L = MM_VBYTES / (int)sizeof(T);
     constexpr int G = kPlanGroup;
-    static_assert(EVAL_GROUP_NV == 5, "the switch below names blocks of 1 to 4 vectors");
     const int64_t nv = Hp / L, B = plan.batch, bend = b0 + (rows + B - 1) / B;
     for (int64_t v0 = 0; v0 < nv; v0 += EVAL_GROUP_NV) {
         const int64_t j = v0 * L;
@@ -760,23 +750,8 @@ static void plan_first_layer(T* out, int64_t ldo, const BatchPlan& plan, int64_t
         for (int64_t b = b0; b < bend; ++b) {
             const int64_t ng = (tmin(B, plan.n - b * B) + G - 1) / G;
             for (int64_t q = 0; q < ng; ++q) {
-                const int64_t gi = b * plan.gpb + q, f0 = plan.fwd_off[gi];
-                const int32_t nu = (int32_t)(plan.fwd_off[gi + 1] - f0);
-                int32_t orow[G];
-                for (int g = 0; g < G; ++g) {
-                    const uint8_t r = plan.fperm[gi * G + g];
-                    orow[g] = r == 255 ? (int32_t)rows : (int32_t)((b - b0) * B + r);
-                }
-                const uint16_t* fk = plan.fk + f0;
-                const uint8_t* fx = plan.fx + f0 * G;
-                T* o = out + j;
-                switch (nb) {
-                    case 1: fwd_union<T, G, 1>(o, ldo, orow, b1p + j, w1p + j, Hp, fk, fx, lut, nu); break;
-                    case 2: fwd_union<T, G, 2>(o, ldo, orow, b1p + j, w1p + j, Hp, fk, fx, lut, nu); break;
-                    case 3: fwd_union<T, G, 3>(o, ldo, orow, b1p + j, w1p + j, Hp, fk, fx, lut, nu); break;
-                    case 4: fwd_union<T, G, 4>(o, ldo, orow, b1p + j, w1p + j, Hp, fk, fx, lut, nu); break;
-                    default: fwd_union<T, G, EVAL_GROUP_NV>(o, ldo, orow, b1p + j, w1p + j, Hp, fk, fx, lut, nu); break;
-                }
+                const PlanGroup pg = plan_group(plan, b * plan.gpb + q, (b - b0) * B, rows);
+                fwd_union_block(nb, out + j, ldo, pg.orow, b1p + j, w1p + j, Hp, pg.fk, pg.fx, lut, pg.nu);
             }
         }
     }
