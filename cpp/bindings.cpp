@@ -105,6 +105,11 @@ InputView input_view(const py::array& x, int64_t features) {
 
 using Labels = py::array_t<int32_t, py::array::c_style>;
 
+// An index or plan holds pixels listed from one array: only that array may use it.
+void check_built_from(const InputView& source, const InputView& x, const char* what) {
+    if (!same_view(source, x)) throw py::value_error(std::string(what) + " was built for another array");
+}
+
 void check_labels(const Labels& y, int64_t n, int64_t classes) {
     if (y.ndim() != 1 || y.shape(0) != n) throw py::value_error("labels must be int32 of shape (n,)");
     const int32_t* p = y.data();
@@ -219,14 +224,12 @@ void bind_model(py::module_& m, const char* name) {
                 job.nthreads = resolve_threads(threads);
                 NonzeroIndex nzv{};
                 if (index) {
-                    if (!same_view(index->source(), xv))
-                        throw py::value_error("the nonzero index was built for another array");
+                    check_built_from(index->source(), xv, "the nonzero index");
                     nzv = index->view();
                     job.nz = &nzv;
                 }
                 if (plan) {
-                    if (!same_view(plan->source(), xv))
-                        throw py::value_error("the batch plan was built for another array");
+                    check_built_from(plan->source(), xv, "the batch plan");
                     if (plan->batch() != batch) throw py::value_error("the batch plan was built for another batch_size");
                     if (ord) throw py::value_error("a batch plan is for batches in order: pass order=None");
                     // Only the fast path reads it; the general path lists each batch itself.
@@ -255,8 +258,7 @@ void bind_model(py::module_& m, const char* name) {
                 InputView xv = input_view(x, mo.sizes()[0]);
                 const int64_t n = xv.rows, classes = mo.sizes().back();
                 if (y) check_labels(*y, n, classes);
-                if (plan && !same_view(plan->source(), xv))
-                    throw py::value_error("the batch plan was built for another array");
+                if (plan) check_built_from(plan->source(), xv, "the batch plan");
                 py::object probs = py::none(), pred = py::none();
                 EvalJob<T> job{mo.view(), xv, y ? y->data() : nullptr, nullptr, n, resolve_threads(threads)};
                 if (plan) job.plan = &plan->view();
