@@ -132,19 +132,19 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
         std::vector<uint64_t> mark, bm, acc;
     };
     std::vector<Buffers> bufs((size_t)std::max(nthreads, 1));
-    for (Buffers& t : bufs) {
-        t.nk.resize((size_t)(batch * d));
-        t.slot.resize((size_t)(d * batch));
-        t.nv.resize((size_t)(batch * d));
-        t.xd.assign((size_t)(d * G), 0);
-        t.nn.resize((size_t)batch);
-        t.cnt.assign((size_t)d, 0);
-        t.order.resize((size_t)d);
-        t.first.resize((size_t)batch + 2);
-        t.perm.resize((size_t)batch);
-        t.mark.assign((size_t)words, 0);
-        t.bm.resize((size_t)(batch * words));
-        t.acc.resize((size_t)words);
+    for (Buffers& buf : bufs) {
+        buf.nk.resize((size_t)(batch * d));
+        buf.slot.resize((size_t)(d * batch));
+        buf.nv.resize((size_t)(batch * d));
+        buf.xd.assign((size_t)(d * G), 0);
+        buf.nn.resize((size_t)batch);
+        buf.cnt.assign((size_t)d, 0);
+        buf.order.resize((size_t)d);
+        buf.first.resize((size_t)batch + 2);
+        buf.perm.resize((size_t)batch);
+        buf.mark.assign((size_t)words, 0);
+        buf.bm.resize((size_t)(batch * words));
+        buf.acc.resize((size_t)words);
     }
     // Two passes over the pixels: sizes (and the forward groups' members), then
     // the lists at the prefix-summed offsets.
@@ -163,17 +163,17 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
         {
             // Allocated before the region: nothing may throw inside it.
-            Buffers& t = bufs[(size_t)thread_num()];
-            auto& nk = t.nk;
-            auto& slot = t.slot;
-            auto& nv = t.nv;
-            auto& xd = t.xd;
-            auto& nn = t.nn;
-            auto& cnt = t.cnt;
-            auto& order = t.order;
-            auto& first = t.first;
-            auto& mark = t.mark;
-            auto& perm = t.perm;
+            Buffers& buf = bufs[(size_t)thread_num()];
+            auto& nk = buf.nk;
+            auto& slot = buf.slot;
+            auto& nv = buf.nv;
+            auto& xd = buf.xd;
+            auto& nn = buf.nn;
+            auto& cnt = buf.cnt;
+            auto& order = buf.order;
+            auto& first = buf.first;
+            auto& mark = buf.mark;
+            auto& perm = buf.perm;
 #pragma omp for schedule(static)
             for (int64_t b = 0; b < nb; ++b) {
                 const int64_t r0 = b * batch, rows = std::min(n, r0 + batch) - r0;
@@ -219,7 +219,7 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
                 // inputs in increasing order.
                 uint8_t* members = fperm_.data() + b * gpb * G;
                 if (pass == 0) {
-                    group_samples(perm.data(), t.bm.data(), t.acc.data(), nk.data(), nn.data(), rows, d, words);
+                    group_samples(perm.data(), buf.bm.data(), buf.acc.data(), nk.data(), nn.data(), rows, d, words);
                     for (int64_t i = 0; i < rows; ++i) members[i] = (uint8_t)perm[(size_t)i];
                 } else {
                     for (int64_t i = 0; i < rows; ++i) perm[(size_t)i] = members[i];
