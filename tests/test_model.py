@@ -307,6 +307,7 @@ Y4 = np.zeros(6, np.int64)
         (lambda m: m.fit(X4, Y4.astype(np.float64)), TypeError, "integers"),
         (lambda m: m.fit(X4, np.full((6, 3), 0.5)), ValueError, "not one-hot"),
         (lambda m: m.fit(X4[:0], Y4[:0]), ValueError, "empty"),
+        (lambda m: m.fit(np.zeros((0, 2, 2), np.uint8), Y4[:0]), ValueError, r"empty \(0 samples\)"),
         (lambda m: m.fit(X4[0], Y4), ValueError, "2-D"),
         (lambda m: m.fit(X4, Y4, validation_data=X4), TypeError, "pair"),
         (lambda m: m.predict(np.zeros((2, 3), np.float32)), ValueError, "3 features"),

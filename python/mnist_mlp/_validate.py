@@ -86,7 +86,7 @@ def inputs(x: Any, features: int, *, name: str = "x", check_finite: bool = True)
     if x.ndim == 1:
         raise ValueError(f"{name} must be 2-D (samples, features), got shape {x.shape}; use x[None, :] for one sample")
     if x.ndim > 2:
-        x = x.reshape(x.shape[0], -1)  # (N, 28, 28) images -> (N, 784)
+        x = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))  # (N, 28, 28) images -> (N, 784); N may be 0
     if x.shape[1] != features:
         raise ValueError(f"{name} has {x.shape[1]} features per sample, the model expects {features}")
     if x.shape[0] == 0:
