@@ -1,7 +1,7 @@
 // The once-per-fit plan of every batch when batches are taken in order (no
 // shuffling): each step's update lists and forward groups, listed from the
 // pixels once instead of by every thread at every step. See BatchPlan in
-// kernels.hpp for the layout; about 6 bytes per nonzero pixel, 51 MB for MNIST.
+// kernels.hpp for the layout; about 6 bytes per nonzero pixel, ~50 MB for MNIST.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -28,6 +28,7 @@ private:
     std::vector<uint16_t> rows_, ent_, fk_;
     std::vector<uint8_t> fx_, fperm_;
     std::vector<int32_t> ngroup_;
+    std::vector<uint32_t> gram_;
     BatchPlan view_{};
     InputView source_;
 };

@@ -41,20 +41,34 @@ struct NonzeroIndex {
 // The fast training path takes one hidden layer and batches up to this size.
 constexpr int64_t kFastMaxBatch = 64;
 
-// What the training steps need of each batch, for the batches 0..n-1 in order
-// (no shuffling), listed from the pixels once per fit instead of every step.
-// Update: batch b uses rows[row_off[b] .. row_off[b+1]) (input columns), ordered
-// by how many of its samples use them: ngroup[b * batch + c - 1] of them are
-// used by c samples. Each row is followed in ent (from ent_off[b]) by one entry
-// per sample that uses it, in batch order: (row in the batch << 8) | pixel value.
-// Forward: the batch's samples in groups of kPlanGroup (the last may be short);
-// group q of batch b (index i = b * gpb + q) holds the batch rows
-// fperm[i * kPlanGroup + g] (255: none) and walks the union of their nonzero
-// inputs, fk[fwd_off[i] .. fwd_off[i+1]), increasing, with kPlanGroup pixel
-// values each in fx (0 for a sample that does not use the input, or is missing).
+// What the training steps need, for the batches 0..n-1 in order (no
+// shuffling), listed from the pixels once per fit instead of every step.
+//
+// The batches come in blocks of kb = max(1, kPlanSpan / batch) batches, i.e.
+// span = kb * batch samples (the last block may be short). Within a block W1 is
+// updated once, at its end: the forward of a later batch in the block adds the
+// earlier batches' pending updates through their dot products with its pixels,
+// x . (W1 - lr X_j^T dH_j) = x . W1 - lr (x . X_j^T) dH_j (same sums, regrouped).
+// Update (per block b): rows[row_off[b] .. row_off[b+1]) are the input columns
+// the block uses, ordered by how many of its samples use them: ngroup[b * span +
+// c - 1] of them are used by c samples. Each row is followed in ent (from
+// ent_off[b]) by one entry per sample that uses it, in block order:
+// (sample in the block << 8) | pixel value.
+// Forward (per block): the block's samples in groups of kPlanGroup (the last may
+// be short); group q of block b (index i = b * gpb + q) holds the samples
+// fperm[i * kPlanGroup + g] of the block (255: none) and walks the union of their
+// nonzero inputs, fk[fwd_off[i] .. fwd_off[i+1]), increasing, with kPlanGroup
+// pixel values each in fx (0 for a sample that does not use the input, or is
+// missing).
+// Dot products (per block, at gram + b * gram_per_block): for each batch j =
+// 1..kb-1 of the block, a (batch, j * batch) table at batch^2 * j * (j-1) / 2:
+// entry (r, s) is sum_k p_rk * p_sk over the raw pixel values (0..255) of its
+// sample r and the block's earlier sample s (exact in uint32 up to 66051 inputs: 255^2 * 66051 < 2^32).
 constexpr int kPlanGroup = 4;
+constexpr int64_t kPlanSpan = 64;  // samples per block; ent and fperm hold a sample in 8 bits
 struct BatchPlan {
     int64_t batch, n;
+    int64_t kb, span, nblocks;
     const int64_t* row_off;
     const int64_t* ent_off;
     const uint16_t* rows;
@@ -65,6 +79,8 @@ struct BatchPlan {
     const uint16_t* fk;
     const uint8_t* fx;
     const uint8_t* fperm;
+    const uint32_t* gram;
+    int64_t gram_per_block;
 };
 
 // A network as plain pointers into the model's single parameter allocation.

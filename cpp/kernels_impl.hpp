@@ -734,23 +734,24 @@ static void sparse_first_layer(T* out, int64_t ldo, const InputView& x, int64_t 
     }
 }
 
-// The first layer of rows [b0 * batch, b0 * batch + rows) of the data a BatchPlan
-// was built from: its forward groups already list each group's union of nonzero
-// inputs (fit evaluates its training set this way after every epoch).
+// The first layer of rows [b0 * span, b0 * span + rows) of the data a BatchPlan
+// was built from (blocks b0, b0 + 1, ...): its forward groups already list each
+// group's union of nonzero inputs (fit evaluates its training set this way after
+// every epoch).
 template <class T>
 static void plan_first_layer(T* out, int64_t ldo, const BatchPlan& plan, int64_t b0, int64_t rows, const T* w1p,
                              const T* b1p, int64_t Hp, const T* lut) {
     // out: (rows + 1, Hp), the last row a spare for the missing rows of short groups
     constexpr int L = MM_VBYTES / (int)sizeof(T);
     constexpr int G = kPlanGroup;
-    const int64_t nv = Hp / L, B = plan.batch, bend = b0 + (rows + B - 1) / B;
+    const int64_t nv = Hp / L, S = plan.span, bend = b0 + (rows + S - 1) / S;
     for (int64_t v0 = 0; v0 < nv; v0 += EVAL_GROUP_NV) {
         const int64_t j = v0 * L;
         const int nb = (int)tmin<int64_t>(EVAL_GROUP_NV, nv - v0);
         for (int64_t b = b0; b < bend; ++b) {
-            const int64_t ng = (tmin(B, plan.n - b * B) + G - 1) / G;
+            const int64_t ng = (tmin(S, plan.n - b * S) + G - 1) / G;
             for (int64_t q = 0; q < ng; ++q) {
-                const PlanGroup pg = plan_group(plan, b * plan.gpb + q, (b - b0) * B, rows);
+                const PlanGroup pg = plan_group(plan, b * plan.gpb + q, (b - b0) * S, rows);
                 fwd_union_block(nb, out + j, ldo, pg.orow, b1p + j, w1p + j, Hp, pg.fk, pg.fx, lut, pg.nu);
             }
         }
@@ -769,9 +770,10 @@ static void evaluate_t(EvalJob<T>& job) {
     // Pixels are mostly zero: skip them in the first layer, when there are rows
     // enough to pay for a padded copy of W1.
     const bool sparse = job.x.type == InputType::u8 && job.n >= 64 && L >= 2;
-    // With a plan, chunks are whole batches (EVAL_CHUNK rows for batches of 8).
+    // With a plan, chunks are whole blocks of its batches (span <= EVAL_CHUNK rows).
+    static_assert(kPlanSpan <= EVAL_CHUNK, "a chunk holds at least one block of a plan");
     const bool use_plan = sparse && job.plan && job.plan->n == job.n && EVAL_GROUPED && L == 2;
-    const int64_t chunk = use_plan ? tmax<int64_t>(1, EVAL_CHUNK / job.plan->batch) * job.plan->batch : EVAL_CHUNK;
+    const int64_t chunk = use_plan ? EVAL_CHUNK / job.plan->span * job.plan->span : EVAL_CHUNK;
     const int64_t nchunks = (job.n + chunk - 1) / chunk;
     Scratch slot_loss(sizeof(double) * (size_t)(nchunks + 1));
     Scratch slot_correct(sizeof(int64_t) * (size_t)(nchunks + 1));
@@ -833,7 +835,7 @@ static void evaluate_t(EvalJob<T>& job) {
             int64_t ld_in = D;
             if (sparse) {
                 if (use_plan)
-                    plan_first_layer(in, Hp, *job.plan, start / job.plan->batch, rows, w1p, b1p, Hp, lut);
+                    plan_first_layer(in, Hp, *job.plan, start / job.plan->span, rows, w1p, b1p, Hp, lut);
                 else
                     sparse_first_layer(in, Hp, job.x, start, rows, w1p, b1p, Hp, lut, nz_idx, nz_val, nz_cnt, xd,
                                        used);
