@@ -130,6 +130,7 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
     fwd_off_.assign((size_t)(nblk * gpb) + 1, 0);
     ngroup_.assign((size_t)(nblk * span), 0);
     fperm_.assign((size_t)(nblk * gpb * G), 255);
+    fpat_.assign((size_t)(nblk * gpb * 16), 0);
     gram_.assign((size_t)(nblk * gram_per_block), 0);
     // Per-thread buffers (any thread of the team may take any block).
     struct Buffers {
@@ -139,6 +140,8 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
         std::vector<int32_t> cnt, order, first, perm;
         std::vector<uint64_t> mark, bm, acc;
         std::vector<uint32_t> dots;
+        std::vector<uint16_t> uk;
+        std::vector<uint8_t> umask;
     };
     std::vector<Buffers> bufs((size_t)std::max(nthreads, 1));
     for (Buffers& buf : bufs) {
@@ -155,6 +158,8 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
         buf.bm.resize((size_t)(span * words));
         buf.acc.resize((size_t)words);
         buf.dots.assign((size_t)(span * span), 0);
+        buf.uk.resize((size_t)d);
+        buf.umask.resize((size_t)d);
     }
     // Two passes over the pixels: sizes (and the forward groups' members), then
     // the lists at the prefix-summed offsets, and the dot products.
@@ -267,8 +272,6 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
                         }
                     }
                     const int64_t gi = b * gpb + q;
-                    uint16_t* fk = pass ? fk_.data() + fwd_off_[(size_t)gi] : nullptr;
-                    uint8_t* fx = pass ? fx_.data() + fwd_off_[(size_t)gi] * G : nullptr;
                     int64_t u = 0;
                     for (int64_t w = 0; w < words; ++w) {
                         uint64_t bits = mark[(size_t)w];
@@ -276,14 +279,30 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
                         while (bits) {
                             const int64_t k = w * 64 + __builtin_ctzll(bits);
                             bits &= bits - 1;
-                            if (pass) {
-                                fk[u] = (uint16_t)k;
-                                for (int g = 0; g < G; ++g) fx[u * G + g] = xd[(size_t)(k * G + g)];
-                            }
-                            for (int g = 0; g < G; ++g) xd[(size_t)(k * G + g)] = 0;
+                            uint8_t m = 0;
+                            for (int g = 0; g < G; ++g) m |= (uint8_t)((xd[(size_t)(k * G + g)] != 0) << g);
+                            buf.uk[(size_t)u] = (uint16_t)k;
+                            buf.umask[(size_t)u] = m;
                             ++u;
                         }
                     }
+                    if (pass) {
+                        // The inputs by member mask (a counting sort, stable: increasing within a mask).
+                        uint16_t* pat = fpat_.data() + gi * 16;
+                        int64_t start[17] = {};
+                        for (int64_t t = 0; t < u; ++t) ++start[buf.umask[(size_t)t] + 1];
+                        for (int m = 1; m <= 16; ++m) start[m] += start[m - 1];
+                        for (int m = 0; m < 16; ++m) pat[m] = (uint16_t)start[m];
+                        uint16_t* fk = fk_.data() + fwd_off_[(size_t)gi];
+                        uint8_t* fx = fx_.data() + fwd_off_[(size_t)gi] * G;
+                        for (int64_t t = 0; t < u; ++t) {
+                            const int64_t k = buf.uk[(size_t)t], at = start[buf.umask[(size_t)t]]++;
+                            fk[at] = (uint16_t)k;
+                            for (int g = 0; g < G; ++g) fx[at * G + g] = xd[(size_t)(k * G + g)];
+                        }
+                    }
+                    for (int64_t t = 0; t < u; ++t)
+                        for (int g = 0; g < G; ++g) xd[(size_t)(buf.uk[(size_t)t] * G + g)] = 0;
                     if (pass == 0) fwd_off_[(size_t)gi + 1] = u;
                 }
             }
@@ -292,12 +311,12 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
     view_ = BatchPlan{batch,         n,               kb,           span,         nblk,
                       row_off_.data(), ent_off_.data(), rows_.data(), ent_.data(), ngroup_.data(),
                       gpb,           fwd_off_.data(), fk_.data(),   fx_.data(),  fperm_.data(),
-                      gram_.data(),  gram_per_block};
+                      fpat_.data(),  gram_.data(),    gram_per_block};
 }
 
 int64_t BatchPlanData::nbytes() const {
     return (int64_t)((row_off_.size() + ent_off_.size() + fwd_off_.size()) * 8 +
-                     (rows_.size() + ent_.size() + fk_.size()) * 2 + (ngroup_.size() + gram_.size()) * 4 + fx_.size() +
+                     (rows_.size() + ent_.size() + fk_.size() + fpat_.size()) * 2 + (ngroup_.size() + gram_.size()) * 4 + fx_.size() +
                      fperm_.size());
 }
 

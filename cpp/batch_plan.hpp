@@ -25,7 +25,7 @@ public:
 
 private:
     std::vector<int64_t> row_off_, ent_off_, fwd_off_;
-    std::vector<uint16_t> rows_, ent_, fk_;
+    std::vector<uint16_t> rows_, ent_, fk_, fpat_;
     std::vector<uint8_t> fx_, fperm_;
     std::vector<int32_t> ngroup_;
     std::vector<uint32_t> gram_;

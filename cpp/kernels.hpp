@@ -57,9 +57,11 @@ constexpr int64_t kFastMaxBatch = 64;
 // Forward (per block): the block's samples in groups of kPlanGroup (the last may
 // be short); group q of block b (index i = b * gpb + q) holds the samples
 // fperm[i * kPlanGroup + g] of the block (255: none) and walks the union of their
-// nonzero inputs, fk[fwd_off[i] .. fwd_off[i+1]), increasing, with kPlanGroup
-// pixel values each in fx (0 for a sample that does not use the input, or is
-// missing).
+// nonzero inputs, fk[fwd_off[i] .. fwd_off[i+1]), with kPlanGroup pixel values
+// each in fx (0 for a sample that does not use the input, or is missing). The
+// inputs are sorted by which members use them (the bit mask of the members, 1 to
+// 15), then increasing: the run of mask m starts at fwd_off[i] +
+// fpat[i * 16 + m] (fpat[i * 16] = 0), and the last run ends at fwd_off[i + 1].
 // Dot products (per block, at gram + b * gram_per_block): for each batch j =
 // 1..kb-1 of the block, a (batch, j * batch) table at batch^2 * j * (j-1) / 2:
 // entry (r, s) is sum_k p_rk * p_sk over the raw pixel values (0..255) of its
@@ -79,6 +81,7 @@ struct BatchPlan {
     const uint16_t* fk;
     const uint8_t* fx;
     const uint8_t* fperm;
+    const uint16_t* fpat;
     const uint32_t* gram;
     int64_t gram_per_block;
 };

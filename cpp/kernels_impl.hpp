@@ -752,7 +752,8 @@ static void plan_first_layer(T* out, int64_t ldo, const BatchPlan& plan, int64_t
             const int64_t ng = (tmin(S, plan.n - b * S) + G - 1) / G;
             for (int64_t q = 0; q < ng; ++q) {
                 const PlanGroup pg = plan_group(plan, b * plan.gpb + q, (b - b0) * S, rows);
-                fwd_union_block(nb, out + j, ldo, pg.orow, b1p + j, w1p + j, Hp, pg.fk, pg.fx, lut, pg.nu);
+                fwd_pattern_block<true>(nb, out + j, ldo, pg.orow, b1p + j, w1p + j, Hp, pg.fk, pg.fx, pg.pat, lut,
+                                        pg.nu);
             }
         }
     }

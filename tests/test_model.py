@@ -380,13 +380,20 @@ def test_batch_plan_matches_the_per_step_result(mnist, isa, batch_size, threads,
     # Batches taken in order can use a BatchPlan: W1 is written once per block of
     # 64 samples, and a later batch of the block adds the pending updates through
     # its dot products with the earlier samples (x . (W - lr X^T dH) regrouped);
-    # forward groups over the union of four images' pixels (AVX-512). An order
-    # array, even the identity, makes the loop update W1 every step instead. Same
-    # mathematics, other rounding: float64 agrees to 1e-15 here (TOL64 = 1e-9
-    # leaves room), float32 to ~1e-6 (TOL32). Batch 1 runs 300 samples, not
-    # 1003: SGD on single images at lr 0.1 amplifies rounding differences through
-    # ReLU sign flips (after 1003 steps the per-step path itself is 2e-11 from the
-    # NumPy reference in float64, and float32 runs drift apart entirely).
+    # forward groups over the union of four images' pixels, summed by which
+    # members use each pixel (AVX-512). An order array, even the identity, makes
+    # the loop update W1 every step instead. Same mathematics, other rounding.
+    # float64: parameters agree to 1e-15 here (TOL64 = 1e-9 leaves room).
+    # float32: a pre-activation within float32 rounding of zero can take the
+    # other ReLU branch in one path (seed 3, batch 64: sample 56, unit 94 at
+    # 2.3e-8; the per-step path flips it, the plan agrees with the float64
+    # reference), and the runs drift apart from there: Frobenius 3.5e-3 in that
+    # case, <= 1.4e-6 in every other. So float32 checks the summed loss at TOL32
+    # (5e-6 even then) and the parameters in Frobenius norm at 1e-2; a wrong
+    # float32 kernel moves both by far more. Batch 1 runs 300 samples, not 1003:
+    # SGD on single images at lr 0.1 amplifies rounding differences through such
+    # flips (after 1003 steps the per-step path itself is 2e-11 from the NumPy
+    # reference in float64).
     (x, y), _ = mnist
     n = 300 if batch_size == 1 else 1003  # a partial last batch and block for every size above 1
     x2, y32 = x[:n].reshape(n, -1), y[:n].astype(np.int32)
@@ -400,7 +407,11 @@ def test_batch_plan_matches_the_per_step_result(mnist, isa, batch_size, threads,
         rb = listed._core.train_epoch(x2, y32, np.arange(n, dtype=np.int64), bs, 0.1, True, True, threads, index)
         assert ra["batches"] == rb["batches"] and ra["samples"] == rb["samples"]
         assert ra["loss_sum"] == pytest.approx(rb["loss_sum"], rel=tol)
-        _assert_same_params(planned, listed, tol)
+        if dtype == np.float64:
+            _assert_same_params(planned, listed, TOL64)
+        else:
+            for p, q in zip(_params(planned), _params(listed)):
+                assert np.linalg.norm(p - q) <= 1e-2 * np.linalg.norm(q)
 
 
 def test_batch_plan_stop_on_a_nonfinite_loss_mid_block(mnist):
@@ -417,7 +428,12 @@ def test_batch_plan_stop_on_a_nonfinite_loss_mid_block(mnist):
     assert ra["first_nonfinite_batch"] == rb["first_nonfinite_batch"] == 1 and ra["batches"] == rb["batches"] == 2
     assert not np.isfinite(planned.weights[0]).all()  # W1 took the block's updates
     for p, q in zip(_params(planned), _params(listed)):
-        np.testing.assert_allclose(p, q, rtol=TOL32, atol=0, equal_nan=True)
+        np.testing.assert_array_equal(np.isfinite(p), np.isfinite(q))
+        # Finite entries reach 1e25: sums of products of lr = 1e30 that nearly
+        # cancel, so the paths' different summation orders show in the 4th digit
+        # there (measured 1.4e-4); the untouched and normal entries agree far closer.
+        fin = np.isfinite(q)
+        np.testing.assert_allclose(p[fin], q[fin], rtol=1e-3, atol=0)
 
 
 def test_batch_plan_arguments_and_size(mnist):
@@ -451,9 +467,10 @@ def test_batch_plan_arguments_and_size(mnist):
 @pytest.mark.parametrize("batch_size", [1, 7, 8, 64])
 def test_evaluation_with_the_batch_plan_matches(mnist, isa, batch_size):
     # fit evaluates its training set with the plan's forward groups (AVX-512):
-    # the same sums per row, so the same accuracy and, with the same chunks of
-    # 128 rows (batches of 1, 8, 64), the same loss bits; batches of 7 make
-    # chunks of 126 rows, which only reorders the sum of the chunks' losses.
+    # each row's first layer sums the same terms in another order (by which
+    # group members use a pixel), so float32 rounding differs (~1e-7 relative
+    # per sum, rtol 1e-5 leaves room); a prediction may change only where the two
+    # best classes are that close.
     (x, y), _ = mnist
     n = 1003
     x2, y32 = x[:n].reshape(n, -1), y[:n].astype(np.int32)
@@ -462,13 +479,12 @@ def test_evaluation_with_the_batch_plan_matches(mnist, isa, batch_size):
     plan = mm._core.BatchPlan(x2, batch_size)
     loss, correct, probs, pred = m._core.evaluate(x2, y32, True, True, plan=plan)
     want = m._core.evaluate(x2, y32, True, True)
-    assert correct == want[1]
-    np.testing.assert_array_equal(probs, want[2])
-    np.testing.assert_array_equal(pred, want[3])
-    if batch_size == 7:
-        assert loss == pytest.approx(want[0], rel=1e-12)
-    else:
-        assert loss == want[0]
+    np.testing.assert_allclose(probs, want[2], rtol=1e-5, atol=1e-7)
+    top2 = np.sort(want[2], axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-5
+    np.testing.assert_array_equal(pred[clear], want[3][clear])
+    assert abs(correct - want[1]) <= np.count_nonzero(~clear)
+    assert loss == pytest.approx(want[0], rel=1e-5)
 
 
 @pytest.mark.parametrize("leader", ["0", "1"])
