@@ -124,7 +124,9 @@ void check_labels(const Labels& y, int64_t n, int64_t classes) {
 // would end the process inside libgomp).
 int resolve_threads(std::optional<int> n) {
 #ifdef _OPENMP
-    const int procs = omp_get_num_procs() > 0 ? omp_get_num_procs() : 1;
+    // omp_get_num_procs() asks the kernel for the affinity mask (a system call,
+    // a sizeable part of a small matmul): asked once.
+    static const int procs = omp_get_num_procs() > 0 ? omp_get_num_procs() : 1;
     const int want = (n && *n >= 1) ? *n : omp_get_max_threads();
     return want < 1 ? 1 : (want > procs ? procs : want);
 #else
@@ -283,6 +285,23 @@ void bind_model(py::module_& m, const char* name) {
             py::arg("num_threads") = py::none(), py::arg("plan") = nullptr);
 }
 
+// C = op(a) . op(b) into a new array; the operands are checked by the caller.
+template <class T>
+py::array_t<T> gemm_run(const T* a, int64_t lda, bool ta, const T* b, int64_t ldb, bool tb, int64_t m, int64_t n,
+                        int64_t k, int threads, bool naive) {
+    py::array_t<T> c({(py::ssize_t)m, (py::ssize_t)n});
+    GemmJob<T> g{m, n, k, a, lda, ta, b, ldb, tb, c.mutable_data(), n, threads};
+    const Kernels<T>& kern = kernels<T>();
+    auto fn = naive ? kern.gemm_naive : kern.gemm;
+    if (m * n * k < (int64_t(1) << 16)) {
+        fn(g);  // a few microseconds at most: not worth releasing the GIL
+    } else {
+        py::gil_scoped_release nogil;
+        fn(g);
+    }
+    return c;
+}
+
 template <class T>
 py::array_t<T> gemm_impl(const py::array_t<T>& a, const py::array_t<T>& b, bool ta, bool tb,
                          std::optional<int> threads, const std::string& algo) {
@@ -293,17 +312,48 @@ py::array_t<T> gemm_impl(const py::array_t<T>& a, const py::array_t<T>& b, bool 
     const int64_t kb = tb ? b.shape(1) : b.shape(0), n = tb ? b.shape(0) : b.shape(1);
     if (k != kb)
         throw py::value_error("matmul: inner dimensions differ (" + std::to_string(k) + " vs " + std::to_string(kb) + ")");
-    py::array_t<T> c({(py::ssize_t)m, (py::ssize_t)n});
-    GemmJob<T> g{m, n, k, a.data(), a.shape(1), ta, b.data(), b.shape(1), tb, c.mutable_data(), n,
-                 resolve_threads(threads)};
-    const Kernels<T>& kern = kernels<T>();
-    auto fn = algo == "naive" ? kern.gemm_naive : kern.gemm;
     if (algo != "naive" && algo != "auto") throw py::value_error("algo must be 'auto' or 'naive'");
-    {
-        py::gil_scoped_release nogil;
-        fn(g);
+    return gemm_run<T>(a.data(), a.shape(1), ta, b.data(), b.shape(1), tb, m, n, k, resolve_threads(threads),
+                       algo == "naive");
+}
+
+std::string shape_str(int64_t r, int64_t c) { return "(" + std::to_string(r) + ", " + std::to_string(c) + ")"; }
+
+template <class T>
+py::object gemm_fast_t(py::handle ah, py::handle bh, bool ta, bool tb, std::optional<int> threads) {
+    const auto a = py::reinterpret_borrow<py::array>(ah), b = py::reinterpret_borrow<py::array>(bh);
+    constexpr int need = py::array::c_style | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+    if (a.ndim() != 2 || b.ndim() != 2 || (a.flags() & need) != need || (b.flags() & need) != need)
+        return py::none();
+    const int64_t m = ta ? a.shape(1) : a.shape(0), k = ta ? a.shape(0) : a.shape(1);
+    const int64_t kb = tb ? b.shape(1) : b.shape(0), n = tb ? b.shape(0) : b.shape(1);
+    if (k != kb)  // the message of ops.matmul's own check
+        throw py::value_error("matmul: inner dimensions differ: op(a) is " + shape_str(m, k) + ", op(b) is " +
+                              shape_str(kb, n));
+    return gemm_run<T>(static_cast<const T*>(a.data()), a.shape(1), ta, static_cast<const T*>(b.data()), b.shape(1),
+                       tb, m, n, k, resolve_threads(threads), false);
+}
+
+// ops.matmul's common case, checked here rather than in Python (the Python
+// checks cost about a microsecond, as long as a whole small product): two
+// aligned C-contiguous 2-D arrays of one float dtype and num_threads None or an
+// int >= 1. Anything else returns None, and ops.matmul converts and validates.
+py::object gemm_fast(py::handle a, py::handle b, py::handle trans_a, py::handle trans_b, py::handle threads) {
+    const int ta = PyObject_IsTrue(trans_a.ptr()), tb = PyObject_IsTrue(trans_b.ptr());  // bool(x), as Python's
+    if (ta < 0 || tb < 0) throw py::error_already_set();
+    std::optional<int> nt;
+    if (!threads.is_none()) {
+        if (!PyLong_CheckExact(threads.ptr())) return py::none();
+        const long long v = PyLong_AsLongLong(threads.ptr());
+        if (v < 1 || v > 1 << 20) {
+            PyErr_Clear();
+            return py::none();
+        }
+        nt = (int)v;
     }
-    return c;
+    if (py::array_t<float>::check_(a) && py::array_t<float>::check_(b)) return gemm_fast_t<float>(a, b, ta != 0, tb != 0, nt);
+    if (py::array_t<double>::check_(a) && py::array_t<double>::check_(b)) return gemm_fast_t<double>(a, b, ta != 0, tb != 0, nt);
+    return py::none();
 }
 
 template <class T>
@@ -360,6 +410,8 @@ PYBIND11_MODULE(_core, m) {
           py::arg("num_threads") = py::none(), py::arg("algo") = "auto");
     m.def("gemm", &gemm_impl<double>, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
           py::arg("num_threads") = py::none(), py::arg("algo") = "auto");
+    m.def("gemm_fast", &gemm_fast, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
+          py::arg("num_threads"));
     m.def("relu", &relu_impl<float>, py::arg("x"));
     m.def("relu", &relu_impl<double>, py::arg("x"));
     m.def("softmax_xent", &softmax_xent_impl<float>, py::arg("z"), py::arg("y") = py::none());

@@ -275,11 +275,14 @@ static void gemm_blocked_t(const GemmJob<T>& g) {
 // while p runs over the inner dimension, so B is streamed through once.
 constexpr int SMALL_M = MM_VBYTES == 64 ? 8 : 4;  // rows per register block
 constexpr int SMALL_NV = 2;                       // vectors of columns per register block
+// Up to this depth a product of any height skips packing: op(B) is k rows,
+// small enough to stay in L1 while every row block of A streams past it.
+constexpr int64_t SMALL_K = 16;
 
 // Rows [i0, i0 + RM) of op(A) times columns [j0, j0 + SMALL_NV * L) of B, into c (leading dimension ldc).
-template <class T, int RM>
-static inline void small_block(const GemmJob<T>& g, const T* b, int64_t ldb, int64_t i0, int64_t j0, T* c,
-                               int64_t ldc) {
+template <class T, int RM, bool TA>
+static inline void small_block_t(const GemmJob<T>& g, const T* b, int64_t ldb, int64_t i0, int64_t j0, T* c,
+                                 int64_t ldc) {
     typedef typename VecOf<T>::type V;
     constexpr int L = MM_VBYTES / (int)sizeof(T);
     V acc[RM][SMALL_NV];
@@ -293,7 +296,7 @@ static inline void small_block(const GemmJob<T>& g, const T* b, int64_t ldb, int
         for (int v = 0; v < SMALL_NV; ++v) __builtin_memcpy(&bv[v], b + p * ldb + j0 + v * L, sizeof(V));
 #pragma GCC unroll 16
         for (int r = 0; r < RM; ++r) {
-            const T a = a_at(g, i0 + r, p);
+            const T a = TA ? g.a[p * g.lda + i0 + r] : g.a[(i0 + r) * g.lda + p];
 #pragma GCC unroll 4
             for (int v = 0; v < SMALL_NV; ++v) acc[r][v] += a * bv[v];
         }
@@ -304,13 +307,29 @@ static inline void small_block(const GemmJob<T>& g, const T* b, int64_t ldb, int
         for (int v = 0; v < SMALL_NV; ++v) __builtin_memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(V));
 }
 
+template <class T, int RM>
+static inline void small_block(const GemmJob<T>& g, const T* b, int64_t ldb, int64_t i0, int64_t j0, T* c,
+                               int64_t ldc) {
+    if (g.trans_a)
+        small_block_t<T, RM, true>(g, b, ldb, i0, j0, c, ldc);
+    else
+        small_block_t<T, RM, false>(g, b, ldb, i0, j0, c, ldc);
+}
+
 // C = op(A) . B for few rows, B row-major (k x n) with leading dimension ldb.
+// b_padded: B's rows hold whole register blocks (zeros past n), so the last
+// columns need no padded copy.
 template <class T>
-static void gemm_small_m(const GemmJob<T>& g, const T* b, int64_t ldb) {
+static void gemm_small_m(const GemmJob<T>& g, const T* b, int64_t ldb, bool b_padded = false) {
     constexpr int L = MM_VBYTES / (int)sizeof(T);
     constexpr int64_t W = SMALL_NV * L;
     const int64_t n_full = g.n / W * W;
-    for (int64_t i0 = 0; i0 < g.m; i0 += SMALL_M) {
+    // Row blocks are independent: split between threads when the caller allows
+    // (the same arithmetic for every row whatever the thread count). A region
+    // with if(false) still costs a team's setup: one thread calls the loop itself.
+    const int64_t nblk = (g.m + SMALL_M - 1) / SMALL_M;
+    auto row_block = [&](int64_t ib) {
+        const int64_t i0 = ib * SMALL_M;
         const int64_t rows = tmin<int64_t>(SMALL_M, g.m - i0);
         for (int64_t j0 = 0; j0 < n_full; j0 += W) {
             switch (rows) {
@@ -324,33 +343,114 @@ static void gemm_small_m(const GemmJob<T>& g, const T* b, int64_t ldb) {
                 default: small_block<T, SMALL_M>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
             }
         }
+    };
+    if (g.nthreads > 1) {
+#pragma omp parallel for num_threads(g.nthreads) schedule(static)
+        for (int64_t ib = 0; ib < nblk; ++ib) row_block(ib);
+    } else {
+        for (int64_t ib = 0; ib < nblk; ++ib) row_block(ib);
     }
     if (n_full == g.n) return;
     // The last columns that do not fill a register block: copy them into a
     // zero-padded block of B, compute a full block into a tile, keep what fits.
     const int64_t tail = g.n - n_full;
-    Scratch pad(sizeof(T) * (size_t)(g.k * W + SMALL_M * W));
-    T* bp = pad.as<T>();
-    T* tile = bp + g.k * W;
-    for (int64_t p = 0; p < g.k; ++p)
-        for (int64_t j = 0; j < W; ++j) bp[p * W + j] = j < tail ? b[p * ldb + n_full + j] : T(0);
+    Scratch pad(b_padded ? 0 : sizeof(T) * (size_t)(g.k * W));
+    T tile[SMALL_M * W];
+    const T* bp = b + n_full;
+    int64_t ldp = ldb;
+    if (!b_padded) {
+        T* cp = pad.as<T>();
+        for (int64_t p = 0; p < g.k; ++p)
+            for (int64_t j = 0; j < W; ++j) cp[p * W + j] = j < tail ? b[p * ldb + n_full + j] : T(0);
+        bp = cp;
+        ldp = W;
+    }
     for (int64_t i0 = 0; i0 < g.m; i0 += SMALL_M) {
         const int64_t rows = tmin<int64_t>(SMALL_M, g.m - i0);
         switch (rows) {
-            case 1: small_block<T, 1>(g, bp, W, i0, 0, tile, W); break;
-            case 2: small_block<T, 2>(g, bp, W, i0, 0, tile, W); break;
-            case 3: small_block<T, 3>(g, bp, W, i0, 0, tile, W); break;
-            case 4: small_block<T, 4>(g, bp, W, i0, 0, tile, W); break;
-            case 5: small_block<T, (SMALL_M > 4 ? 5 : 1)>(g, bp, W, i0, 0, tile, W); break;
-            case 6: small_block<T, (SMALL_M > 4 ? 6 : 1)>(g, bp, W, i0, 0, tile, W); break;
-            case 7: small_block<T, (SMALL_M > 4 ? 7 : 1)>(g, bp, W, i0, 0, tile, W); break;
-            default: small_block<T, SMALL_M>(g, bp, W, i0, 0, tile, W); break;
+            case 1: small_block<T, 1>(g, bp, ldp, i0, 0, tile, W); break;
+            case 2: small_block<T, 2>(g, bp, ldp, i0, 0, tile, W); break;
+            case 3: small_block<T, 3>(g, bp, ldp, i0, 0, tile, W); break;
+            case 4: small_block<T, 4>(g, bp, ldp, i0, 0, tile, W); break;
+            case 5: small_block<T, (SMALL_M > 4 ? 5 : 1)>(g, bp, ldp, i0, 0, tile, W); break;
+            case 6: small_block<T, (SMALL_M > 4 ? 6 : 1)>(g, bp, ldp, i0, 0, tile, W); break;
+            case 7: small_block<T, (SMALL_M > 4 ? 7 : 1)>(g, bp, ldp, i0, 0, tile, W); break;
+            default: small_block<T, SMALL_M>(g, bp, ldp, i0, 0, tile, W); break;
         }
         for (int64_t r = 0; r < rows; ++r)
             for (int64_t j = 0; j < tail; ++j) g.c[(i0 + r) * g.ldc + n_full + j] = tile[r * W + j];
     }
 }
 
+// Rows [i0, i0 + RM) of C = op(A) . op(B) for n <= L: one vector of columns.
+// bp(p) gives row p of op(B) as a vector; lanes past n hold anything finite or
+// not, and reach only lanes of C that are not kept.
+template <class T, int RM, bool TA>
+static inline void narrow_rows(const GemmJob<T>& g, int64_t i0, const T* const* brow, T* tile) {
+    typedef typename VecOf<T>::type V;
+    constexpr int L = MM_VBYTES / (int)sizeof(T);
+    V acc[RM];
+#pragma GCC unroll 16
+    for (int r = 0; r < RM; ++r) acc[r] = V{};
+    for (int64_t p = 0; p < g.k; ++p) {
+        V bv;
+        __builtin_memcpy(&bv, brow[p], sizeof bv);
+#pragma GCC unroll 16
+        for (int r = 0; r < RM; ++r) {
+            const T a = TA ? g.a[p * g.lda + i0 + r] : g.a[(i0 + r) * g.lda + p];
+            acc[r] += a * bv;
+        }
+    }
+    // C is (m, n) contiguous: a whole-vector store spills into the next row,
+    // which is stored after it; the rows whose vector would pass C's end go
+    // through the tile.
+    const int64_t end = g.m * g.n;
+#pragma GCC unroll 16
+    for (int r = 0; r < RM; ++r) {
+        T* c = g.c + (i0 + r) * g.n;
+        if ((i0 + r) * g.n + L <= end) {
+            __builtin_memcpy(c, &acc[r], sizeof(V));
+        } else {
+            __builtin_memcpy(tile, &acc[r], sizeof(V));
+            for (int64_t j = 0; j < g.n; ++j) c[j] = tile[j];
+        }
+    }
+}
+
+// C = op(A) . op(B) for n <= L columns into a contiguous C (ldc == n), no packing:
+// ops.matmul's narrow products such as (8x300).(300x10) take a few hundred
+// nanoseconds of arithmetic, less than packing them would.
+constexpr int64_t NARROW_K = 1024;  // op(B) row pointers kept on the stack
+template <class T>
+static void gemm_narrow_t(const GemmJob<T>& g) {
+    constexpr int L = MM_VBYTES / (int)sizeof(T);
+    constexpr int RM = 8;
+    // Row p of op(B) as a vector: read in place when B is not transposed and the
+    // vector ends inside B; else from a zero-padded copy.
+    const T* brow[NARROW_K];
+    T pad[NARROW_K > 64 ? 64 * L : NARROW_K * L];  // room for the copied rows (at most 64 here)
+    T tile[L];
+    const int64_t bend = (g.k - 1) * g.ldb + g.n;  // elements of B in use, non-transposed
+    int64_t copied = 0;
+    for (int64_t p = 0; p < g.k; ++p) {
+        if (!g.trans_b && p * g.ldb + L <= bend) {
+            brow[p] = g.b + p * g.ldb;
+            continue;
+        }
+        T* row = pad + copied++ * L;
+        for (int64_t j = 0; j < L; ++j) row[j] = j < g.n ? (g.trans_b ? g.b[j * g.ldb + p] : g.b[p * g.ldb + j]) : T(0);
+        brow[p] = row;
+    }
+    int64_t i0 = 0;
+    for (; i0 + RM <= g.m; i0 += RM)
+        g.trans_a ? narrow_rows<T, RM, true>(g, i0, brow, tile) : narrow_rows<T, RM, false>(g, i0, brow, tile);
+    for (; i0 + 4 <= g.m; i0 += 4)
+        g.trans_a ? narrow_rows<T, 4, true>(g, i0, brow, tile) : narrow_rows<T, 4, false>(g, i0, brow, tile);
+    for (; i0 < g.m; ++i0)
+        g.trans_a ? narrow_rows<T, 1, true>(g, i0, brow, tile) : narrow_rows<T, 1, false>(g, i0, brow, tile);
+}
+
+#define L_OF(T) (MM_VBYTES / (int)sizeof(T))
 template <class T>
 static void gemm_t(const GemmJob<T>& g) {
     if (g.m <= 0 || g.n <= 0) return;
@@ -358,15 +458,26 @@ static void gemm_t(const GemmJob<T>& g) {
     GemmJob<T> job = g;
     // Starting a parallel region costs microseconds: small products stay on one thread.
     if (work < (int64_t(1) << 20)) job.nthreads = 1;
+    // The copied rows of op(B) fit the stack buffer: all of them when B is
+    // transposed, at most L - 1 of them (the last rows) otherwise.
+    if (g.n <= L_OF(T) && g.ldc == g.n && g.k > 0 && g.k <= NARROW_K && (g.trans_b ? g.k <= 64 : true) &&
+        work < (int64_t(1) << 20))
+        return gemm_narrow_t(job);
+    if (g.k > 0 && g.k <= SMALL_K && !g.trans_b) return gemm_small_m(job, g.b, g.ldb);
     if (g.m <= 2 * SMALL_M && g.k > 0) {
         if (!g.trans_b) return gemm_small_m(job, g.b, g.ldb);
         if (work < (int64_t(1) << 24)) {
-            // Transposing a small B is cheaper than reading it across its rows.
-            Scratch bt(sizeof(T) * (size_t)(g.k * g.n));
+            // Transposing a small B is cheaper than reading it across its rows;
+            // its rows padded with zeros to whole register blocks.
+            constexpr int64_t W = SMALL_NV * L_OF(T);
+            const int64_t np = (g.n + W - 1) / W * W;
+            Scratch bt(sizeof(T) * (size_t)(g.k * np));
             T* t = bt.as<T>();
             for (int64_t j = 0; j < g.n; ++j)
-                for (int64_t p = 0; p < g.k; ++p) t[p * g.n + j] = g.b[j * g.ldb + p];
-            return gemm_small_m(job, t, g.n);
+                for (int64_t p = 0; p < g.k; ++p) t[p * np + j] = g.b[j * g.ldb + p];
+            for (int64_t p = 0; p < g.k; ++p)
+                for (int64_t j = g.n; j < np; ++j) t[p * np + j] = 0;
+            return gemm_small_m(job, t, np, true);
         }
     }
     // Below this much work, packing costs more than it saves.

@@ -63,6 +63,38 @@ def test_matmul_is_deterministic_across_threads():
     assert np.array_equal(c1, c2)  # bitwise: each C tile is summed in the same order
 
 
+def test_shallow_matmul_is_deterministic_across_threads():
+    # Depth <= 16 skips packing at any height; its row blocks split between threads.
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((8, 2000)).astype(np.float32)
+    b = rng.standard_normal((8, 300)).astype(np.float32)
+    c1 = mm.ops.matmul(a, b, True, num_threads=1)
+    assert np.array_equal(c1, mm.ops.matmul(a, b, True, num_threads=2))  # bitwise: the same sums per row
+    _check(c1, a.T.astype(np.float64) @ b.astype(np.float64), np.float32)
+
+
+def test_matmul_inputs_the_core_does_not_take_directly():
+    # The core multiplies aligned C-contiguous float arrays of one dtype itself;
+    # everything else goes through the Python checks and conversions, with the
+    # same result and the same errors.
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((9, 17)).astype(np.float32)
+    b = rng.standard_normal((17, 5)).astype(np.float32)
+    want = mm.ops.matmul(a, b)
+    buf = np.zeros(a.size * 4 + 1, np.uint8)[1:].view(np.float32).reshape(a.shape)  # misaligned by one byte
+    buf[...] = a
+    assert not buf.flags.aligned
+    np.testing.assert_array_equal(mm.ops.matmul(buf, b), want)
+    with pytest.raises(TypeError, match=">f4"):  # not float32 in native byte order: refused, as before
+        mm.ops.matmul(a.astype(">f4"), b)
+    np.testing.assert_array_equal(mm.ops.matmul(a, b, num_threads=np.int64(2)), want)
+    np.testing.assert_array_equal(mm.ops.matmul(a, b.T.copy(), trans_b="yes"), want)  # truth value, as bool()
+    with pytest.raises(TypeError, match="num_threads"):
+        mm.ops.matmul(a, b, num_threads=True)
+    with pytest.raises(ValueError, match=r"inner dimensions differ: op\(a\) is \(9, 17\), op\(b\) is \(5, 17\)"):
+        mm.ops.matmul(a, b.T.copy())
+
+
 def test_matmul_empty_and_zero_depth():
     a = np.zeros((3, 0), np.float32)
     b = np.zeros((0, 4), np.float32)

@@ -27,6 +27,11 @@ def matmul(
 ) -> np.ndarray:
     """``op(a) @ op(b)`` where op transposes when asked, without forming the
     transpose. Cache-blocked, vectorised for the CPU and parallel (OpenMP)."""
+    # Aligned C-contiguous float arrays of one dtype are checked by the core
+    # itself (a small product costs about as much as these Python checks).
+    out = _core.gemm_fast(a, b, trans_a, trans_b, num_threads)
+    if out is not None:
+        return out
     a = _float_array("a", a, 2)
     b = _float_array("b", b, 2)
     if a.dtype != b.dtype:
