@@ -442,6 +442,8 @@ static void gemm_narrow_t(const GemmJob<T>& g) {
         brow[p] = row;
     }
     int64_t i0 = 0;
+    if (g.trans_a)
+        for (; i0 + 2 * RM <= g.m; i0 += 2 * RM) narrow_rows<T, 2 * RM, true>(g, i0, brow, tile);
     for (; i0 + RM <= g.m; i0 += RM)
         g.trans_a ? narrow_rows<T, RM, true>(g, i0, brow, tile) : narrow_rows<T, RM, false>(g, i0, brow, tile);
     for (; i0 + 4 <= g.m; i0 += 4)
