@@ -12,11 +12,11 @@ import pytest
 from conftest import DATA
 
 # What fit may add on MNIST: with batches in order (as here), the batch plan
-# (every batch's forward groups and update lists: 51 MB, about 6 bytes per
-# nonzero pixel); when shuffling, the nonzero-pixel index instead (3 bytes per
-# nonzero pixel, 27 MB). Then int32 labels, working copies of the weights and
-# per-thread buffers (a few MB): about 55 MB, measured 50 MB. A float32 copy of
-# the training images alone would be 188 MB.
+# (every block's forward groups, update lists and pixel dot products: 49 MB,
+# about 5.4 bytes per nonzero pixel); when shuffling, the nonzero-pixel index
+# instead (3 bytes per nonzero pixel, 27 MB). Then int32 labels, working copies
+# of the weights and per-thread buffers (a few MB): about 53 MB, measured 48 MB.
+# A float32 copy of the training images alone would be 188 MB.
 BUDGET_MB = 70
 
 CHILD = textwrap.dedent(
