@@ -84,7 +84,8 @@ def test_matmul_inputs_the_core_does_not_take_directly():
     buf = np.zeros(a.size * 4 + 1, np.uint8)[1:].view(np.float32).reshape(a.shape)  # misaligned by one byte
     buf[...] = a
     assert not buf.flags.aligned
-    np.testing.assert_array_equal(mm.ops.matmul(buf, b), want)
+    np.testing.assert_array_equal(mm.ops.matmul(buf, b), want)  # copied, aligned (UBSan in .ci/run checks)
+    np.testing.assert_array_equal(mm.ops.relu(buf), np.maximum(a, 0))
     with pytest.raises(TypeError, match=">f4"):  # not float32 in native byte order: refused, as before
         mm.ops.matmul(a.astype(">f4"), b)
     np.testing.assert_array_equal(mm.ops.matmul(a, b, num_threads=np.int64(2)), want)

@@ -19,7 +19,8 @@ def _float_array(name: str, a: Any, ndim: int | None = None) -> np.ndarray:
         raise TypeError(f"{name}: dtype {a.dtype} is not supported; use float32 or float64")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
-    return np.ascontiguousarray(a)
+    # Aligned too: ascontiguousarray keeps a contiguous but misaligned array as it is.
+    return np.require(a, requirements=("C", "A"))
 
 
 def matmul(
