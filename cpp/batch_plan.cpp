@@ -288,11 +288,11 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
                     }
                     if (pass) {
                         // The inputs by member mask (a counting sort, stable: increasing within a mask).
-                        uint16_t* pat = fpat_.data() + gi * 16;
+                        int32_t* pat = fpat_.data() + gi * 16;
                         int64_t start[17] = {};
                         for (int64_t t = 0; t < u; ++t) ++start[buf.umask[(size_t)t] + 1];
                         for (int m = 1; m <= 16; ++m) start[m] += start[m - 1];
-                        for (int m = 0; m < 16; ++m) pat[m] = (uint16_t)start[m];
+                        for (int m = 0; m < 16; ++m) pat[m] = (int32_t)start[m];
                         uint16_t* fk = fk_.data() + fwd_off_[(size_t)gi];
                         uint8_t* fx = fx_.data() + fwd_off_[(size_t)gi] * G;
                         for (int64_t t = 0; t < u; ++t) {
@@ -316,7 +316,7 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
 
 int64_t BatchPlanData::nbytes() const {
     return (int64_t)((row_off_.size() + ent_off_.size() + fwd_off_.size()) * 8 +
-                     (rows_.size() + ent_.size() + fk_.size() + fpat_.size()) * 2 + (ngroup_.size() + gram_.size()) * 4 + fx_.size() +
+                     (rows_.size() + ent_.size() + fk_.size()) * 2 + (ngroup_.size() + gram_.size() + fpat_.size()) * 4 + fx_.size() +
                      fperm_.size());
 }
 

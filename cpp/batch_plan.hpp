@@ -25,7 +25,8 @@ public:
 
 private:
     std::vector<int64_t> row_off_, ent_off_, fwd_off_;
-    std::vector<uint16_t> rows_, ent_, fk_, fpat_;
+    std::vector<uint16_t> rows_, ent_, fk_;
+    std::vector<int32_t> fpat_;  // a group's union can hold all 65536 inputs
     std::vector<uint8_t> fx_, fperm_;
     std::vector<int32_t> ngroup_;
     std::vector<uint32_t> gram_;

@@ -293,8 +293,8 @@ py::array_t<T> gemm_run(const T* a, int64_t lda, bool ta, const T* b, int64_t ld
     GemmJob<T> g{m, n, k, a, lda, ta, b, ldb, tb, c.mutable_data(), n, threads};
     const Kernels<T>& kern = kernels<T>();
     auto fn = naive ? kern.gemm_naive : kern.gemm;
-    if (m * n * k < (int64_t(1) << 16)) {
-        fn(g);  // a few microseconds at most: not worth releasing the GIL
+    if (m * n * (k + 1) < (int64_t(1) << 16)) {
+        fn(g);  // a few microseconds at most (k = 0 still fills m x n): not worth releasing the GIL
     } else {
         py::gil_scoped_release nogil;
         fn(g);

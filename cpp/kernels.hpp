@@ -81,7 +81,7 @@ struct BatchPlan {
     const uint16_t* fk;
     const uint8_t* fx;
     const uint8_t* fperm;
-    const uint16_t* fpat;
+    const int32_t* fpat;
     const uint32_t* gram;
     int64_t gram_per_block;
 };

@@ -414,6 +414,19 @@ def test_batch_plan_matches_the_per_step_result(mnist, isa, batch_size, threads,
                 assert np.linalg.norm(p - q) <= 1e-2 * np.linalg.norm(q)
 
 
+def test_batch_plan_with_65536_inputs(isa):
+    # The widest input a plan takes: a forward group's union can hold all 65536
+    # inputs, which must not wrap its run offsets (16-bit ones did, and counted
+    # inputs twice). Sample 0 lacks pixel 5, so the group has two runs.
+    x = np.ones((3, 65536), np.uint8)
+    x[0, 5] = 0
+    y = np.array([0, 1, 2], np.int32)
+    planned, listed = (mm.MLP([65536, 16, 10], seed=1, dtype=np.float64) for _ in range(2))
+    planned._core.train_epoch(x, y, None, 3, 0.1, True, True, 1, plan=mm._core.BatchPlan(x, 3))
+    listed._core.train_epoch(x, y, np.arange(3, dtype=np.int64), 3, 0.1, True, True, 1, mm._core.NonzeroIndex(x))
+    _assert_same_params(planned, listed, TOL64)
+
+
 def test_batch_plan_stop_on_a_nonfinite_loss_mid_block(mnist):
     # A non-finite loss stops the epoch after its batch, inside a block of the
     # plan: the block's pending updates must still reach W1 (the model holds every
