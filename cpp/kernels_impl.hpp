@@ -324,61 +324,53 @@ static void gemm_small_m(const GemmJob<T>& g, const T* b, int64_t ldb, bool b_pa
     constexpr int L = MM_VBYTES / (int)sizeof(T);
     constexpr int64_t W = SMALL_NV * L;
     const int64_t n_full = g.n / W * W;
-    // Row blocks are independent: split between threads when the caller allows
-    // (the same arithmetic for every row whatever the thread count). A region
-    // with if(false) still costs a team's setup: one thread calls the loop itself.
-    const int64_t nblk = (g.m + SMALL_M - 1) / SMALL_M;
-    auto row_block = [&](int64_t ib) {
-        const int64_t i0 = ib * SMALL_M;
-        const int64_t rows = tmin<int64_t>(SMALL_M, g.m - i0);
-        for (int64_t j0 = 0; j0 < n_full; j0 += W) {
-            switch (rows) {
-                case 1: small_block<T, 1>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
-                case 2: small_block<T, 2>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
-                case 3: small_block<T, 3>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
-                case 4: small_block<T, 4>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
-                case 5: small_block<T, (SMALL_M > 4 ? 5 : 1)>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
-                case 6: small_block<T, (SMALL_M > 4 ? 6 : 1)>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
-                case 7: small_block<T, (SMALL_M > 4 ? 7 : 1)>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
-                default: small_block<T, SMALL_M>(g, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc); break;
-            }
-        }
-    };
-    if (g.nthreads > 1) {
-#pragma omp parallel for num_threads(g.nthreads) schedule(static)
-        for (int64_t ib = 0; ib < nblk; ++ib) row_block(ib);
-    } else {
-        for (int64_t ib = 0; ib < nblk; ++ib) row_block(ib);
-    }
-    if (n_full == g.n) return;
-    // The last columns that do not fill a register block: copy them into a
-    // zero-padded block of B, compute a full block into a tile, keep what fits.
     const int64_t tail = g.n - n_full;
-    Scratch pad(b_padded ? 0 : sizeof(T) * (size_t)(g.k * W));
-    T tile[SMALL_M * W];
+    // The last columns that do not fill a register block come from a zero-padded
+    // block of B (a copy, unless B's rows are padded already); each row block
+    // computes them into its own tile and keeps what fits.
+    Scratch pad(tail && !b_padded ? sizeof(T) * (size_t)(g.k * W) : 0);
     const T* bp = b + n_full;
     int64_t ldp = ldb;
-    if (!b_padded) {
+    if (tail && !b_padded) {
         T* cp = pad.as<T>();
         for (int64_t p = 0; p < g.k; ++p)
             for (int64_t j = 0; j < W; ++j) cp[p * W + j] = j < tail ? b[p * ldb + n_full + j] : T(0);
         bp = cp;
         ldp = W;
     }
-    for (int64_t i0 = 0; i0 < g.m; i0 += SMALL_M) {
-        const int64_t rows = tmin<int64_t>(SMALL_M, g.m - i0);
+    auto block = [&](int64_t rows, const T* bb, int64_t ldbb, int64_t i0, int64_t j0, T* c, int64_t ldc) {
         switch (rows) {
-            case 1: small_block<T, 1>(g, bp, ldp, i0, 0, tile, W); break;
-            case 2: small_block<T, 2>(g, bp, ldp, i0, 0, tile, W); break;
-            case 3: small_block<T, 3>(g, bp, ldp, i0, 0, tile, W); break;
-            case 4: small_block<T, 4>(g, bp, ldp, i0, 0, tile, W); break;
-            case 5: small_block<T, (SMALL_M > 4 ? 5 : 1)>(g, bp, ldp, i0, 0, tile, W); break;
-            case 6: small_block<T, (SMALL_M > 4 ? 6 : 1)>(g, bp, ldp, i0, 0, tile, W); break;
-            case 7: small_block<T, (SMALL_M > 4 ? 7 : 1)>(g, bp, ldp, i0, 0, tile, W); break;
-            default: small_block<T, SMALL_M>(g, bp, ldp, i0, 0, tile, W); break;
+            case 1: small_block<T, 1>(g, bb, ldbb, i0, j0, c, ldc); break;
+            case 2: small_block<T, 2>(g, bb, ldbb, i0, j0, c, ldc); break;
+            case 3: small_block<T, 3>(g, bb, ldbb, i0, j0, c, ldc); break;
+            case 4: small_block<T, 4>(g, bb, ldbb, i0, j0, c, ldc); break;
+            case 5: small_block<T, (SMALL_M > 4 ? 5 : 1)>(g, bb, ldbb, i0, j0, c, ldc); break;
+            case 6: small_block<T, (SMALL_M > 4 ? 6 : 1)>(g, bb, ldbb, i0, j0, c, ldc); break;
+            case 7: small_block<T, (SMALL_M > 4 ? 7 : 1)>(g, bb, ldbb, i0, j0, c, ldc); break;
+            default: small_block<T, SMALL_M>(g, bb, ldbb, i0, j0, c, ldc); break;
         }
-        for (int64_t r = 0; r < rows; ++r)
-            for (int64_t j = 0; j < tail; ++j) g.c[(i0 + r) * g.ldc + n_full + j] = tile[r * W + j];
+    };
+    // Row blocks are independent: split between threads when the caller allows
+    // and there are several (the same arithmetic for every row whatever the
+    // thread count). A region with if(false) still costs a team's setup: one
+    // thread calls the loop itself.
+    const int64_t nblk = (g.m + SMALL_M - 1) / SMALL_M;
+    auto row_block = [&](int64_t ib) {
+        const int64_t i0 = ib * SMALL_M;
+        const int64_t rows = tmin<int64_t>(SMALL_M, g.m - i0);
+        for (int64_t j0 = 0; j0 < n_full; j0 += W) block(rows, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc);
+        if (tail) {
+            T tile[SMALL_M * W];
+            block(rows, bp, ldp, i0, 0, tile, W);
+            for (int64_t r = 0; r < rows; ++r)
+                for (int64_t j = 0; j < tail; ++j) g.c[(i0 + r) * g.ldc + n_full + j] = tile[r * W + j];
+        }
+    };
+    if (g.nthreads > 1 && nblk > 1) {
+#pragma omp parallel for num_threads(g.nthreads) schedule(static)
+        for (int64_t ib = 0; ib < nblk; ++ib) row_block(ib);
+    } else {
+        for (int64_t ib = 0; ib < nblk; ++ib) row_block(ib);
     }
 }
 
