@@ -32,7 +32,7 @@ def test_matmul_odd_sizes_against_naive_and_numpy(isa, dtype, ta, tb):
     rng = np.random.default_rng(1)
     for m in SIZES[::2]:
         for n in SIZES[1::2]:
-            for k in (1, 7, 33, 257):
+            for k in (1, 7, 10, 33, 257):  # 10: an 8-wide block plus a shifted one for the last columns
                 a, b = _operands(rng, m, n, k, ta, tb, dtype)
                 ref = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
                 fast = mm.ops.matmul(a, b, ta, tb)
