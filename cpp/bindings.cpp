@@ -302,18 +302,27 @@ py::array_t<T> gemm_run(const T* a, int64_t lda, bool ta, const T* b, int64_t ld
     return c;
 }
 
+// op(a) is (m, k), op(b) is (kb, n), for 2-D a and b.
+struct OpShapes {
+    int64_t m, k, kb, n;
+};
+OpShapes op_shapes(const py::array& a, const py::array& b, bool ta, bool tb) {
+    return {ta ? a.shape(1) : a.shape(0), ta ? a.shape(0) : a.shape(1), tb ? b.shape(1) : b.shape(0),
+            tb ? b.shape(0) : b.shape(1)};
+}
+
 template <class T>
 py::array_t<T> gemm_impl(const py::array_t<T>& a, const py::array_t<T>& b, bool ta, bool tb,
                          std::optional<int> threads, const std::string& algo) {
     if (a.ndim() != 2 || b.ndim() != 2) throw py::value_error("matmul operands must be 2-D");
     if (!(a.flags() & py::array::c_style) || !(b.flags() & py::array::c_style))
         throw py::value_error("matmul operands must be C-contiguous");
-    const int64_t m = ta ? a.shape(1) : a.shape(0), k = ta ? a.shape(0) : a.shape(1);
-    const int64_t kb = tb ? b.shape(1) : b.shape(0), n = tb ? b.shape(0) : b.shape(1);
-    if (k != kb)
-        throw py::value_error("matmul: inner dimensions differ (" + std::to_string(k) + " vs " + std::to_string(kb) + ")");
+    const OpShapes s = op_shapes(a, b, ta, tb);
+    if (s.k != s.kb)
+        throw py::value_error("matmul: inner dimensions differ (" + std::to_string(s.k) + " vs " + std::to_string(s.kb) +
+                              ")");
     if (algo != "naive" && algo != "auto") throw py::value_error("algo must be 'auto' or 'naive'");
-    return gemm_run<T>(a.data(), a.shape(1), ta, b.data(), b.shape(1), tb, m, n, k, resolve_threads(threads),
+    return gemm_run<T>(a.data(), a.shape(1), ta, b.data(), b.shape(1), tb, s.m, s.n, s.k, resolve_threads(threads),
                        algo == "naive");
 }
 
@@ -325,13 +334,12 @@ py::object gemm_fast_t(py::handle ah, py::handle bh, bool ta, bool tb, std::opti
     constexpr int need = py::array::c_style | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
     if (a.ndim() != 2 || b.ndim() != 2 || (a.flags() & need) != need || (b.flags() & need) != need)
         return py::none();
-    const int64_t m = ta ? a.shape(1) : a.shape(0), k = ta ? a.shape(0) : a.shape(1);
-    const int64_t kb = tb ? b.shape(1) : b.shape(0), n = tb ? b.shape(0) : b.shape(1);
-    if (k != kb)  // the message of ops.matmul's own check
-        throw py::value_error("matmul: inner dimensions differ: op(a) is " + shape_str(m, k) + ", op(b) is " +
-                              shape_str(kb, n));
+    const OpShapes s = op_shapes(a, b, ta, tb);
+    if (s.k != s.kb)  // the message of ops.matmul's own check
+        throw py::value_error("matmul: inner dimensions differ: op(a) is " + shape_str(s.m, s.k) + ", op(b) is " +
+                              shape_str(s.kb, s.n));
     return gemm_run<T>(static_cast<const T*>(a.data()), a.shape(1), ta, static_cast<const T*>(b.data()), b.shape(1),
-                       tb, m, n, k, resolve_threads(threads), false);
+                       tb, s.m, s.n, s.k, resolve_threads(threads), false);
 }
 
 // ops.matmul's common case, checked here rather than in Python (the Python

@@ -412,15 +412,27 @@ static inline void narrow_rows(const GemmJob<T>& g, int64_t i0, const T* const* 
 // C = op(A) . op(B) for n <= L columns into a contiguous C (ldc == n), no packing:
 // ops.matmul's narrow products such as (8x300).(300x10) take a few hundred
 // nanoseconds of arithmetic, less than packing them would.
-constexpr int64_t NARROW_K = 1024;  // op(B) row pointers kept on the stack
+constexpr int64_t NARROW_K = 1024;   // op(B) row pointers kept on the stack
+constexpr int64_t NARROW_COPY = 64;  // op(B) rows copied on the stack, at most
+template <class T, bool TA>
+static void narrow_all_rows(const GemmJob<T>& g, const T* const* brow, T* tile) {
+    constexpr int RM = 8;
+    int64_t i0 = 0;
+    if (TA)  // a transposed A gives each row block's values side by side: twice the rows per pass pays
+        for (; i0 + 2 * RM <= g.m; i0 += 2 * RM) narrow_rows<T, 2 * RM, TA>(g, i0, brow, tile);
+    for (; i0 + RM <= g.m; i0 += RM) narrow_rows<T, RM, TA>(g, i0, brow, tile);
+    for (; i0 + 4 <= g.m; i0 += 4) narrow_rows<T, 4, TA>(g, i0, brow, tile);
+    for (; i0 < g.m; ++i0) narrow_rows<T, 1, TA>(g, i0, brow, tile);
+}
 template <class T>
 static void gemm_narrow_t(const GemmJob<T>& g) {
     constexpr int L = MM_VBYTES / (int)sizeof(T);
-    constexpr int RM = 8;
     // Row p of op(B) as a vector: read in place when B is not transposed and the
-    // vector ends inside B; else from a zero-padded copy.
+    // vector ends inside B; else from a zero-padded copy (gemm_t sends only
+    // products whose copied rows fit: all k when B is transposed, at most the
+    // last L - 1 otherwise).
     const T* brow[NARROW_K];
-    T pad[NARROW_K > 64 ? 64 * L : NARROW_K * L];  // room for the copied rows (at most 64 here)
+    T pad[NARROW_COPY * L];
     T tile[L];
     const int64_t bend = (g.k - 1) * g.ldb + g.n;  // elements of B in use, non-transposed
     int64_t copied = 0;
@@ -433,15 +445,10 @@ static void gemm_narrow_t(const GemmJob<T>& g) {
         for (int64_t j = 0; j < L; ++j) row[j] = j < g.n ? (g.trans_b ? g.b[j * g.ldb + p] : g.b[p * g.ldb + j]) : T(0);
         brow[p] = row;
     }
-    int64_t i0 = 0;
     if (g.trans_a)
-        for (; i0 + 2 * RM <= g.m; i0 += 2 * RM) narrow_rows<T, 2 * RM, true>(g, i0, brow, tile);
-    for (; i0 + RM <= g.m; i0 += RM)
-        g.trans_a ? narrow_rows<T, RM, true>(g, i0, brow, tile) : narrow_rows<T, RM, false>(g, i0, brow, tile);
-    for (; i0 + 4 <= g.m; i0 += 4)
-        g.trans_a ? narrow_rows<T, 4, true>(g, i0, brow, tile) : narrow_rows<T, 4, false>(g, i0, brow, tile);
-    for (; i0 < g.m; ++i0)
-        g.trans_a ? narrow_rows<T, 1, true>(g, i0, brow, tile) : narrow_rows<T, 1, false>(g, i0, brow, tile);
+        narrow_all_rows<T, true>(g, brow, tile);
+    else
+        narrow_all_rows<T, false>(g, brow, tile);
 }
 
 // t (k x ldt) = the transpose of b (n x k, leading dimension ldb). Float blocks
@@ -501,9 +508,9 @@ void transpose_small<float>(float* t, int64_t ldt, const float* b, int64_t ldb, 
 }
 #endif
 
-#define L_OF(T) (MM_VBYTES / (int)sizeof(T))
 template <class T>
 static void gemm_t(const GemmJob<T>& g) {
+    constexpr int L = MM_VBYTES / (int)sizeof(T);
     if (g.m <= 0 || g.n <= 0) return;
     const int64_t work = g.m * g.n * g.k;
     GemmJob<T> job = g;
@@ -511,7 +518,8 @@ static void gemm_t(const GemmJob<T>& g) {
     if (work < (int64_t(1) << 20)) job.nthreads = 1;
     // The copied rows of op(B) fit the stack buffer: all of them when B is
     // transposed, at most L - 1 of them (the last rows) otherwise.
-    if (g.n <= L_OF(T) && g.ldc == g.n && g.k > 0 && g.k <= NARROW_K && (g.trans_b ? g.k <= 64 : true) &&
+    static_assert(NARROW_COPY >= L, "the last rows of an untransposed B fit the copy");
+    if (g.n <= L && g.ldc == g.n && g.k > 0 && g.k <= NARROW_K && (!g.trans_b || g.k <= NARROW_COPY) &&
         work < (int64_t(1) << 20))
         return gemm_narrow_t(job);
     if (g.k > 0 && g.k <= SMALL_K && !g.trans_b) return gemm_small_m(job, g.b, g.ldb);
@@ -520,7 +528,7 @@ static void gemm_t(const GemmJob<T>& g) {
         if (work < (int64_t(1) << 24)) {
             // Transposing a small B is cheaper than reading it across its rows;
             // its rows padded with zeros to whole register blocks.
-            constexpr int64_t W = SMALL_NV * L_OF(T);
+            constexpr int64_t W = SMALL_NV * L;
             const int64_t np = (g.n + W - 1) / W * W;
             Scratch bt(sizeof(T) * (size_t)(g.k * np));
             T* t = bt.as<T>();
