@@ -54,9 +54,11 @@ static inline int team_size() {
 // freed on scope exit, so kernels neither leak nor share buffers between threads.
 struct Scratch {
     void* p = nullptr;
+    // Zero bytes: no allocation and a null pointer (ops.matmul's small products
+    // would otherwise pay a malloc and a free for an unused buffer).
     explicit Scratch(size_t bytes) {
-        size_t rounded = (bytes + 63) / 64 * 64;
-        p = aligned_alloc(64, rounded ? rounded : 64);
+        if (bytes == 0) return;
+        p = aligned_alloc(64, (bytes + 63) / 64 * 64);
         if (!p) throw_bad_alloc();
     }
     ~Scratch() { free(p); }
@@ -279,98 +281,126 @@ constexpr int SMALL_NV = 2;                       // vectors of columns per regi
 // small enough to stay in L1 while every row block of A streams past it.
 constexpr int64_t SMALL_K = 16;
 
-// Rows [i0, i0 + RM) of op(A) times columns [j0, j0 + SMALL_NV * L) of B, into c (leading dimension ldc).
-template <class T, int RM, bool TA>
-static inline void small_block_t(const GemmJob<T>& g, const T* b, int64_t ldb, int64_t i0, int64_t j0, T* c,
-                                 int64_t ldc) {
+// Rows [i0, i0 + RM) of op(A) times NV vectors of B's columns, into c (leading
+// dimension ldc). B's rows p < psplit are read at b + p * ldb, the rest at
+// b2 + (p - psplit) * ldb2 (a padded copy of the last rows, for the last
+// columns: see gemm_small_m).
+template <class T, int RM, int NV, bool TA>
+static inline void small_block_t(const GemmJob<T>& g, const T* b, int64_t ldb, int64_t psplit, const T* b2,
+                                 int64_t ldb2, int64_t i0, T* c, int64_t ldc) {
     typedef typename VecOf<T>::type V;
     constexpr int L = MM_VBYTES / (int)sizeof(T);
-    V acc[RM][SMALL_NV];
+    V acc[RM][NV];
 #pragma GCC unroll 16
     for (int r = 0; r < RM; ++r)
 #pragma GCC unroll 4
-        for (int v = 0; v < SMALL_NV; ++v) acc[r][v] = V{};
-    for (int64_t p = 0; p < g.k; ++p) {
-        V bv[SMALL_NV];
+        for (int v = 0; v < NV; ++v) acc[r][v] = V{};
+    auto step = [&](int64_t p, const T* brow) {
+        V bv[NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < SMALL_NV; ++v) __builtin_memcpy(&bv[v], b + p * ldb + j0 + v * L, sizeof(V));
+        for (int v = 0; v < NV; ++v) __builtin_memcpy(&bv[v], brow + v * L, sizeof(V));
 #pragma GCC unroll 16
         for (int r = 0; r < RM; ++r) {
             const T a = TA ? g.a[p * g.lda + i0 + r] : g.a[(i0 + r) * g.lda + p];
 #pragma GCC unroll 4
-            for (int v = 0; v < SMALL_NV; ++v) acc[r][v] += a * bv[v];
+            for (int v = 0; v < NV; ++v) acc[r][v] += a * bv[v];
         }
-    }
+    };
+    for (int64_t p = 0; p < psplit; ++p) step(p, b + p * ldb);
+    for (int64_t p = psplit; p < g.k; ++p) step(p, b2 + (p - psplit) * ldb2);
 #pragma GCC unroll 16
     for (int r = 0; r < RM; ++r)
 #pragma GCC unroll 4
-        for (int v = 0; v < SMALL_NV; ++v) __builtin_memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(V));
+        for (int v = 0; v < NV; ++v) __builtin_memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(V));
 }
 
-template <class T, int RM>
-static inline void small_block(const GemmJob<T>& g, const T* b, int64_t ldb, int64_t i0, int64_t j0, T* c,
-                               int64_t ldc) {
+template <class T, int RM, int NV>
+static inline void small_block(const GemmJob<T>& g, const T* b, int64_t ldb, int64_t psplit, const T* b2,
+                               int64_t ldb2, int64_t i0, T* c, int64_t ldc) {
     if (g.trans_a)
-        small_block_t<T, RM, true>(g, b, ldb, i0, j0, c, ldc);
+        small_block_t<T, RM, NV, true>(g, b, ldb, psplit, b2, ldb2, i0, c, ldc);
     else
-        small_block_t<T, RM, false>(g, b, ldb, i0, j0, c, ldc);
+        small_block_t<T, RM, NV, false>(g, b, ldb, psplit, b2, ldb2, i0, c, ldc);
+}
+
+template <class T, int NV>
+static void small_block_rows(int64_t rows, const GemmJob<T>& g, const T* b, int64_t ldb, int64_t psplit,
+                             const T* b2, int64_t ldb2, int64_t i0, T* c, int64_t ldc) {
+    switch (rows) {
+        case 1: return small_block<T, 1, NV>(g, b, ldb, psplit, b2, ldb2, i0, c, ldc);
+        case 2: return small_block<T, 2, NV>(g, b, ldb, psplit, b2, ldb2, i0, c, ldc);
+        case 3: return small_block<T, 3, NV>(g, b, ldb, psplit, b2, ldb2, i0, c, ldc);
+        case 4: return small_block<T, 4, NV>(g, b, ldb, psplit, b2, ldb2, i0, c, ldc);
+        case 5: return small_block<T, (SMALL_M > 4 ? 5 : 1), NV>(g, b, ldb, psplit, b2, ldb2, i0, c, ldc);
+        case 6: return small_block<T, (SMALL_M > 4 ? 6 : 1), NV>(g, b, ldb, psplit, b2, ldb2, i0, c, ldc);
+        case 7: return small_block<T, (SMALL_M > 4 ? 7 : 1), NV>(g, b, ldb, psplit, b2, ldb2, i0, c, ldc);
+        default: return small_block<T, SMALL_M, NV>(g, b, ldb, psplit, b2, ldb2, i0, c, ldc);
+    }
 }
 
 // C = op(A) . B for few rows, B row-major (k x n) with leading dimension ldb.
-// b_padded: B's rows hold whole register blocks (zeros past n), so the last
-// columns need no padded copy.
+// b_padded: B's rows hold whole register blocks (zeros past n).
 template <class T>
 static void gemm_small_m(const GemmJob<T>& g, const T* b, int64_t ldb, bool b_padded = false) {
     constexpr int L = MM_VBYTES / (int)sizeof(T);
     constexpr int64_t W = SMALL_NV * L;
     const int64_t n_full = g.n / W * W;
     const int64_t tail = g.n - n_full;
-    // The last columns that do not fill a register block come from a zero-padded
-    // block of B (a copy, unless B's rows are padded already); each row block
-    // computes them into its own tile and keeps what fits.
-    Scratch pad(tail && !b_padded ? sizeof(T) * (size_t)(g.k * W) : 0);
-    const T* bp = b + n_full;
-    int64_t ldp = ldb;
+    // The last columns that do not fill a register block are computed one
+    // vector wide when they fit one, into a tile of which the first `tail`
+    // columns are kept. Their vectors of B are read in place where they end
+    // inside B: the lanes past n hold B's next row, which reaches only lanes of
+    // the tile that are not kept. The last rows of B, whose vectors would run
+    // past its end, come from a zero-padded copy (one row, unless B is
+    // narrower than a vector). Copying all k rows cost a fifth of 8x784.784x300.
+    const int tail_nv = tail <= L ? 1 : 2;
+    const int64_t wt = tail_nv * L;
+    int64_t psplit = g.k;  // rows of B whose last vector is read in place
     if (tail && !b_padded) {
-        T* cp = pad.as<T>();
-        for (int64_t p = 0; p < g.k; ++p)
-            for (int64_t j = 0; j < W; ++j) cp[p * W + j] = j < tail ? b[p * ldb + n_full + j] : T(0);
-        bp = cp;
-        ldp = W;
+        // row p's vector ends at p * ldb + n_full + wt, inside B while that is at most (k - 1) * ldb + n
+        const int64_t room = (g.k - 1) * ldb + g.n - (n_full + wt);
+        psplit = room < 0 ? 0 : tmin<int64_t>(g.k, room / ldb + 1);
     }
-    auto block = [&](int64_t rows, const T* bb, int64_t ldbb, int64_t i0, int64_t j0, T* c, int64_t ldc) {
-        switch (rows) {
-            case 1: small_block<T, 1>(g, bb, ldbb, i0, j0, c, ldc); break;
-            case 2: small_block<T, 2>(g, bb, ldbb, i0, j0, c, ldc); break;
-            case 3: small_block<T, 3>(g, bb, ldbb, i0, j0, c, ldc); break;
-            case 4: small_block<T, 4>(g, bb, ldbb, i0, j0, c, ldc); break;
-            case 5: small_block<T, (SMALL_M > 4 ? 5 : 1)>(g, bb, ldbb, i0, j0, c, ldc); break;
-            case 6: small_block<T, (SMALL_M > 4 ? 6 : 1)>(g, bb, ldbb, i0, j0, c, ldc); break;
-            case 7: small_block<T, (SMALL_M > 4 ? 7 : 1)>(g, bb, ldbb, i0, j0, c, ldc); break;
-            default: small_block<T, SMALL_M>(g, bb, ldbb, i0, j0, c, ldc); break;
-        }
-    };
-    // Row blocks are independent: split between threads when the caller allows
-    // and there are several (the same arithmetic for every row whatever the
-    // thread count). A region with if(false) still costs a team's setup: one
-    // thread calls the loop itself.
+    T pad[W * W];  // k - psplit <= ceil((wt - tail) / ldb) < W rows (ldb >= n >= tail)
+    for (int64_t p = psplit; p < g.k; ++p)
+        for (int64_t j = 0; j < wt; ++j) pad[(p - psplit) * wt + j] = j < tail ? b[p * ldb + n_full + j] : T(0);
+    // Tiles (a row block by a register block of columns, the last one maybe
+    // narrower) are independent: split between threads when the caller allows
+    // and there are several. Row-major tile order gives each thread whole row
+    // blocks when there are many, and a share of the columns of a batch of 8.
+    // Each tile is the same arithmetic whatever the thread count. A region with
+    // if(false) still costs a team's setup: one thread calls the loop itself.
     const int64_t nblk = (g.m + SMALL_M - 1) / SMALL_M;
-    auto row_block = [&](int64_t ib) {
-        const int64_t i0 = ib * SMALL_M;
-        const int64_t rows = tmin<int64_t>(SMALL_M, g.m - i0);
-        for (int64_t j0 = 0; j0 < n_full; j0 += W) block(rows, b, ldb, i0, j0, g.c + i0 * g.ldc + j0, g.ldc);
-        if (tail) {
-            T tile[SMALL_M * W];
-            block(rows, bp, ldp, i0, 0, tile, W);
-            for (int64_t r = 0; r < rows; ++r)
-                for (int64_t j = 0; j < tail; ++j) g.c[(i0 + r) * g.ldc + n_full + j] = tile[r * W + j];
+    const int64_t ncb = n_full / W + (tail ? 1 : 0);
+    // Tiles [u0, u1) in row-major order (counters, not a division per tile).
+    auto tiles = [&](int64_t u0, int64_t u1) {
+        int64_t ib = u0 / ncb, cb = u0 % ncb;
+        for (int64_t u = u0; u < u1; ++u) {
+            const int64_t i0 = ib * SMALL_M, j0 = cb * W;
+            const int64_t rows = tmin<int64_t>(SMALL_M, g.m - i0);
+            if (j0 < n_full) {
+                small_block_rows<T, SMALL_NV>(rows, g, b + j0, ldb, g.k, nullptr, 0, i0, g.c + i0 * g.ldc + j0, g.ldc);
+            } else {
+                T tile[SMALL_M * W];
+                if (tail_nv == 1)
+                    small_block_rows<T, 1>(rows, g, b + n_full, ldb, psplit, pad, wt, i0, tile, W);
+                else
+                    small_block_rows<T, SMALL_NV>(rows, g, b + n_full, ldb, psplit, pad, wt, i0, tile, W);
+                for (int64_t r = 0; r < rows; ++r)
+                    for (int64_t j = 0; j < tail; ++j) g.c[(i0 + r) * g.ldc + n_full + j] = tile[r * W + j];
+            }
+            if (++cb == ncb) cb = 0, ++ib;
         }
     };
-    if (g.nthreads > 1 && nblk > 1) {
-#pragma omp parallel for num_threads(g.nthreads) schedule(static)
-        for (int64_t ib = 0; ib < nblk; ++ib) row_block(ib);
+    const int64_t units = nblk * ncb;
+    if (g.nthreads > 1 && units > 1) {
+#pragma omp parallel num_threads(g.nthreads)
+        {
+            const int64_t nt = team_size(), t = thread_id();
+            tiles(units * t / nt, units * (t + 1) / nt);
+        }
     } else {
-        for (int64_t ib = 0; ib < nblk; ++ib) row_block(ib);
+        tiles(0, units);
     }
 }
 
@@ -468,18 +498,36 @@ static void transpose_small(T* t, int64_t ldt, const T* b, int64_t ldb, int64_t 
 typedef float mm_f8 __attribute__((vector_size(32)));
 static inline void transpose8(mm_f8* r) {
     mm_f8 t[8], u[8];
+#pragma GCC unroll 8
     for (int i = 0; i < 8; i += 2) {
         t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
         t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
     }
+#pragma GCC unroll 8
     for (int i = 0; i < 8; i += 4)
+#pragma GCC unroll 2
         for (int h = 0; h < 2; ++h) {
             u[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
             u[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
         }
+#pragma GCC unroll 4
     for (int q = 0; q < 4; ++q) {
         r[q] = __builtin_shufflevector(u[q], u[q + 4], 0, 1, 2, 3, 8, 9, 10, 11);
         r[q + 4] = __builtin_shufflevector(u[q], u[q + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+// B's last columns: the 8 x 8 block that ends at column k, of which only the
+// last NEW rows of the transpose are new. NEW is a constant so that the
+// shuffles feeding the other rows drop out (10 instead of 24 for NEW = 2).
+template <int NEW>
+static void transpose8_last(float* t, int64_t ldt, const float* b, int64_t ldb, int64_t n8, int64_t k) {
+    for (int64_t j0 = 0; j0 < n8; j0 += 8) {
+        mm_f8 r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) __builtin_memcpy(&r[i], b + (j0 + i) * ldb + k - 8, sizeof(mm_f8));
+        transpose8(r);
+#pragma GCC unroll 8
+        for (int q = 8 - NEW; q < 8; ++q) __builtin_memcpy(t + (k - 8 + q) * ldt + j0, &r[q], sizeof(mm_f8));
     }
 }
 template <>
@@ -493,13 +541,14 @@ void transpose_small<float>(float* t, int64_t ldt, const float* b, int64_t ldb, 
             for (int q = 0; q < 8; ++q) __builtin_memcpy(t + (p0 + q) * ldt + j0, &r[q], sizeof(mm_f8));
         }
     if (k8 < k && k >= 8) {
-        // B's last columns: the 8 x 8 block that ends at column k, of which only
-        // the last k - k8 rows of the transpose are new.
-        for (int64_t j0 = 0; j0 < n8; j0 += 8) {
-            mm_f8 r[8];
-            for (int i = 0; i < 8; ++i) __builtin_memcpy(&r[i], b + (j0 + i) * ldb + k - 8, sizeof(mm_f8));
-            transpose8(r);
-            for (int64_t q = 8 - (k - k8); q < 8; ++q) __builtin_memcpy(t + (k - 8 + q) * ldt + j0, &r[q], sizeof(mm_f8));
+        switch (k - k8) {
+            case 1: transpose8_last<1>(t, ldt, b, ldb, n8, k); break;
+            case 2: transpose8_last<2>(t, ldt, b, ldb, n8, k); break;
+            case 3: transpose8_last<3>(t, ldt, b, ldb, n8, k); break;
+            case 4: transpose8_last<4>(t, ldt, b, ldb, n8, k); break;
+            case 5: transpose8_last<5>(t, ldt, b, ldb, n8, k); break;
+            case 6: transpose8_last<6>(t, ldt, b, ldb, n8, k); break;
+            default: transpose8_last<7>(t, ldt, b, ldb, n8, k); break;
         }
     } else {
         transpose_scalar(t, ldt, b, ldb, 0, n8, k8, k);  // the last columns of B's rows
@@ -507,6 +556,16 @@ void transpose_small<float>(float* t, int64_t ldt, const float* b, int64_t ldb, 
     transpose_scalar(t, ldt, b, ldb, n8, n, 0, k);  // the last rows
 }
 #endif
+
+constexpr int64_t SMALL_BT = 4096;
+template <class T>
+__attribute__((noinline)) static void gemm_small_bt_stack(const GemmJob<T>& g, int64_t np) {
+    alignas(64) T t[SMALL_BT];
+    transpose_small(t, np, g.b, g.ldb, g.n, g.k);
+    for (int64_t p = 0; p < g.k; ++p)
+        for (int64_t j = g.n; j < np; ++j) t[p * np + j] = 0;
+    gemm_small_m(g, t, np, true);
+}
 
 template <class T>
 static void gemm_t(const GemmJob<T>& g) {
@@ -530,6 +589,7 @@ static void gemm_t(const GemmJob<T>& g) {
             // its rows padded with zeros to whole register blocks.
             constexpr int64_t W = SMALL_NV * L;
             const int64_t np = (g.n + W - 1) / W * W;
+            if (g.k * np <= SMALL_BT) return gemm_small_bt_stack(job, np);
             Scratch bt(sizeof(T) * (size_t)(g.k * np));
             T* t = bt.as<T>();
             transpose_small(t, np, g.b, g.ldb, g.n, g.k);
