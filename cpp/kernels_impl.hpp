@@ -311,7 +311,22 @@ static inline void small_block_t(const GemmJob<T>& g, const T* b, int64_t ldb, i
 #pragma GCC unroll 16
     for (int r = 0; r < RM; ++r)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) __builtin_memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(V));
+        for (int v = 0; v < NV; ++v) {
+#if MM_VBYTES == 64
+            // Two 256-bit stores: C's rows are seldom 64-byte aligned (1200
+            // bytes apart for n = 300), and a 512-bit store across two cache
+            // lines cost more (3% of (8x784)^T.8x300).
+            if constexpr (sizeof(T) == 4) {
+                typedef float H __attribute__((vector_size(32)));
+                const H lo = __builtin_shufflevector(acc[r][v], acc[r][v], 0, 1, 2, 3, 4, 5, 6, 7);
+                const H hi = __builtin_shufflevector(acc[r][v], acc[r][v], 8, 9, 10, 11, 12, 13, 14, 15);
+                __builtin_memcpy(c + r * ldc + v * L, &lo, 32);
+                __builtin_memcpy(c + r * ldc + v * L + 8, &hi, 32);
+                continue;
+            }
+#endif
+            __builtin_memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(V));
+        }
 }
 
 template <class T, int RM, int NV>
@@ -339,31 +354,32 @@ static void small_block_rows(int64_t rows, const GemmJob<T>& g, const T* b, int6
 }
 
 // C = op(A) . B for few rows, B row-major (k x n) with leading dimension ldb.
-// b_padded: B's rows hold whole register blocks (zeros past n).
-template <class T>
-static void gemm_small_m(const GemmJob<T>& g, const T* b, int64_t ldb, bool b_padded = false) {
+// b_padded: B's rows hold whole vectors (zeros past n).
+template <class T, int NV>
+static void gemm_small_m_nv(const GemmJob<T>& g, const T* b, int64_t ldb, bool b_padded) {
     constexpr int L = MM_VBYTES / (int)sizeof(T);
-    constexpr int64_t W = SMALL_NV * L;
+    constexpr int64_t W = NV * L;
     const int64_t n_full = g.n / W * W;
     const int64_t tail = g.n - n_full;
-    // The last columns that do not fill a register block are computed one
-    // vector wide when they fit one, into a tile of which the first `tail`
-    // columns are kept. Their vectors of B are read in place where they end
-    // inside B: the lanes past n hold B's next row, which reaches only lanes of
-    // the tile that are not kept. The last rows of B, whose vectors would run
-    // past its end, come from a zero-padded copy (one row, unless B is
-    // narrower than a vector). Copying all k rows cost a fifth of 8x784.784x300.
-    const int tail_nv = tail <= L ? 1 : 2;
+    // The last columns that do not fill a register block take as few vectors
+    // as hold them. When C is at least that wide, their tile is shifted left to
+    // end at column n: it recomputes a few columns of the tile before it (the
+    // same sums in the same order) and stores whole vectors in place, with no
+    // copy of B or of the tile. Narrower products read B in place where a
+    // vector ends inside it (lanes past n only reach lanes of the tile that are
+    // not kept) and the last rows of B from a zero-padded copy.
+    const int tail_nv = (int)((tail + L - 1) / L);
     const int64_t wt = tail_nv * L;
+    const bool shifted = tail && g.n >= wt;
     int64_t psplit = g.k;  // rows of B whose last vector is read in place
-    if (tail && !b_padded) {
-        // row p's vector ends at p * ldb + n_full + wt, inside B while that is at most (k - 1) * ldb + n
-        const int64_t room = (g.k - 1) * ldb + g.n - (n_full + wt);
+    if (tail && !shifted && !b_padded) {
+        // row p's vector ends at p * ldb + wt (n_full is 0 here), inside B while that is at most (k - 1) * ldb + n
+        const int64_t room = (g.k - 1) * ldb + g.n - wt;
         psplit = room < 0 ? 0 : tmin<int64_t>(g.k, room / ldb + 1);
     }
-    T pad[W * W];  // k - psplit <= ceil((wt - tail) / ldb) < W rows (ldb >= n >= tail)
+    T pad[W * W];  // k - psplit <= ceil((wt - n) / ldb) < W rows (ldb >= n)
     for (int64_t p = psplit; p < g.k; ++p)
-        for (int64_t j = 0; j < wt; ++j) pad[(p - psplit) * wt + j] = j < tail ? b[p * ldb + n_full + j] : T(0);
+        for (int64_t j = 0; j < wt; ++j) pad[(p - psplit) * wt + j] = j < tail ? b[p * ldb + j] : T(0);
     // Tiles (a row block by a register block of columns, the last one maybe
     // narrower) are independent: split between threads when the caller allows
     // and there are several. Row-major tile order gives each thread whole row
@@ -372,6 +388,14 @@ static void gemm_small_m(const GemmJob<T>& g, const T* b, int64_t ldb, bool b_pa
     // if(false) still costs a team's setup: one thread calls the loop itself.
     const int64_t nblk = (g.m + SMALL_M - 1) / SMALL_M;
     const int64_t ncb = n_full / W + (tail ? 1 : 0);
+    auto last_cols = [&](int64_t rows, int64_t i0, const T* bb, int64_t ps, T* c, int64_t ldc) {
+        if (tail_nv == 1)
+            small_block_rows<T, 1>(rows, g, bb, ldb, ps, pad, wt, i0, c, ldc);
+        else if (tail_nv == 2 || NV == 2)
+            small_block_rows<T, 2>(rows, g, bb, ldb, ps, pad, wt, i0, c, ldc);
+        else
+            small_block_rows<T, NV>(rows, g, bb, ldb, ps, pad, wt, i0, c, ldc);
+    };
     // Tiles [u0, u1) in row-major order (counters, not a division per tile).
     auto tiles = [&](int64_t u0, int64_t u1) {
         int64_t ib = u0 / ncb, cb = u0 % ncb;
@@ -379,15 +403,14 @@ static void gemm_small_m(const GemmJob<T>& g, const T* b, int64_t ldb, bool b_pa
             const int64_t i0 = ib * SMALL_M, j0 = cb * W;
             const int64_t rows = tmin<int64_t>(SMALL_M, g.m - i0);
             if (j0 < n_full) {
-                small_block_rows<T, SMALL_NV>(rows, g, b + j0, ldb, g.k, nullptr, 0, i0, g.c + i0 * g.ldc + j0, g.ldc);
+                small_block_rows<T, NV>(rows, g, b + j0, ldb, g.k, nullptr, 0, i0, g.c + i0 * g.ldc + j0, g.ldc);
+            } else if (shifted) {
+                last_cols(rows, i0, b + g.n - wt, g.k, g.c + i0 * g.ldc + g.n - wt, g.ldc);
             } else {
                 T tile[SMALL_M * W];
-                if (tail_nv == 1)
-                    small_block_rows<T, 1>(rows, g, b + n_full, ldb, psplit, pad, wt, i0, tile, W);
-                else
-                    small_block_rows<T, SMALL_NV>(rows, g, b + n_full, ldb, psplit, pad, wt, i0, tile, W);
+                last_cols(rows, i0, b, psplit, tile, W);
                 for (int64_t r = 0; r < rows; ++r)
-                    for (int64_t j = 0; j < tail; ++j) g.c[(i0 + r) * g.ldc + n_full + j] = tile[r * W + j];
+                    for (int64_t j = 0; j < tail; ++j) g.c[(i0 + r) * g.ldc + j] = tile[r * W + j];
             }
             if (++cb == ncb) cb = 0, ++ib;
         }
@@ -396,12 +419,27 @@ static void gemm_small_m(const GemmJob<T>& g, const T* b, int64_t ldb, bool b_pa
     if (g.nthreads > 1 && units > 1) {
 #pragma omp parallel num_threads(g.nthreads)
         {
+            // A shifted last tile stays with the tile it overlaps: both write
+            // those columns, so they must not run on two threads at once. The
+            // split is static: a thread keeps its part of B and C in its own
+            // cache from call to call (a dynamic split, which would balance
+            // unequal vCPUs, made repeated calls twice as slow).
             const int64_t nt = team_size(), t = thread_id();
-            tiles(units * t / nt, units * (t + 1) / nt);
+            auto bound = [&](int64_t u) { return shifted && ncb > 1 && u < units && u % ncb == ncb - 1 ? u + 1 : u; };
+            tiles(bound(units * t / nt), bound(units * (t + 1) / nt));
         }
     } else {
         tiles(0, units);
     }
+}
+// Many row blocks (a tall product such as (8x784)^T.8x300): three vectors of
+// columns per tile, 24 accumulators, where 512-bit registers leave room (fewer
+// broadcasts and tiles per multiply-add). Few row blocks keep two, so that a
+// batch of 8's column tiles split evenly between two threads.
+template <class T>
+static void gemm_small_m(const GemmJob<T>& g, const T* b, int64_t ldb, bool b_padded = false) {
+    if (MM_VBYTES == 64 && g.m >= 4 * SMALL_M) return gemm_small_m_nv<T, 3>(g, b, ldb, b_padded);
+    gemm_small_m_nv<T, SMALL_NV>(g, b, ldb, b_padded);
 }
 
 // Rows [i0, i0 + RM) of C = op(A) . op(B) for n <= L: one vector of columns.

@@ -73,6 +73,19 @@ def test_shallow_matmul_is_deterministic_across_threads():
     _check(c1, a.T.astype(np.float64) @ b.astype(np.float64), np.float32)
 
 
+@pytest.mark.parametrize("n", [40, 300])
+def test_few_rows_matmul_splits_columns_between_threads(isa, n):
+    # A batch of 8 is one row block: its column tiles are split between threads.
+    # n = 40 is one full tile and a last one shifted left to overlap it (kept on
+    # the same thread by the split); n = 300 ends in a shifted one-vector tile.
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((8, 4000)).astype(np.float32)
+    b = rng.standard_normal((4000, n)).astype(np.float32)
+    c1 = mm.ops.matmul(a, b, num_threads=1)
+    assert np.array_equal(c1, mm.ops.matmul(a, b, num_threads=2))  # bitwise: the same sums per tile
+    _check(c1, a.astype(np.float64) @ b.astype(np.float64), np.float32)
+
+
 def test_matmul_inputs_the_core_does_not_take_directly():
     # The core multiplies aligned C-contiguous float arrays of one dtype itself;
     # everything else goes through the Python checks and conversions, with the
