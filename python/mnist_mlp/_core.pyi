@@ -50,9 +50,9 @@ def gemm(
     a: NDArray[np.float64], b: NDArray[np.float64], trans_a: bool, trans_b: bool,
     num_threads: int | None = None, algo: str = "auto",
 ) -> NDArray[np.float64]: ...
-def gemm_fast(
-    a: object, b: object, trans_a: object, trans_b: object, num_threads: object
-) -> NDArray[np.float32] | NDArray[np.float64] | None: ...
+def matmul(
+    a: Any, b: Any, trans_a: bool = False, trans_b: bool = False, *, num_threads: int | None = None
+) -> np.ndarray: ...
 @overload
 def relu(x: NDArray[np.float32]) -> NDArray[np.float32]: ...  # type: ignore[overload-overlap]
 @overload

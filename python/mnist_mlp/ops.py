@@ -23,16 +23,15 @@ def _float_array(name: str, a: Any, ndim: int | None = None) -> np.ndarray:
     return np.require(a, requirements=("C", "A"))
 
 
-def matmul(
-    a: Any, b: Any, trans_a: bool = False, trans_b: bool = False, *, num_threads: int | None = None
-) -> np.ndarray:
-    """``op(a) @ op(b)`` where op transposes when asked, without forming the
-    transpose. Cache-blocked, vectorised for the CPU and parallel (OpenMP)."""
-    # Aligned C-contiguous float arrays of one dtype are checked by the core
-    # itself (a small product costs about as much as these Python checks).
-    out = _core.gemm_fast(a, b, trans_a, trans_b, num_threads)
-    if out is not None:
-        return out
+# ops.matmul is the core's own function (a Python wrapper costs a tenth of a
+# small product): it multiplies aligned C-contiguous float arrays of one dtype
+# itself and hands everything else to _matmul_checked.
+matmul = _core.matmul
+
+
+def _matmul_checked(a: Any, b: Any, trans_a: Any, trans_b: Any, num_threads: Any) -> np.ndarray:
+    """ops.matmul for operands the core does not take directly: converts and
+    validates them, with errors that name the problem."""
     a = _float_array("a", a, 2)
     b = _float_array("b", b, 2)
     if a.dtype != b.dtype:
