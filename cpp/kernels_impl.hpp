@@ -1058,9 +1058,9 @@ static void evaluate_t(EvalJob<T>& job) {
     // (a GEMM would spend as long packing its operands as multiplying them).
     const bool direct2 = sparse && L == 2;
     Scratch w1_mem(sparse ? sizeof(T) * (size_t)(D * Hp + Hp + (direct2 ? classes * Hp : 0)) : 0);
-    T* w1p = w1_mem.as<T>();
-    T* b1p = w1p + D * Hp;
-    T* w2t = b1p + Hp;  // (classes, Hp) when direct2
+    T* w1p = w1_mem.as<T>();  // null when !sparse (Scratch(0) allocates nothing)
+    T* b1p = sparse ? w1p + D * Hp : nullptr;
+    T* w2t = sparse ? b1p + Hp : nullptr;  // (classes, Hp) when direct2
     if (sparse) {
         for (int64_t k = 0; k < D; ++k)
             for (int64_t j = 0; j < Hp; ++j) w1p[k * Hp + j] = j < H ? net.w[0][k * H + j] : T(0);
