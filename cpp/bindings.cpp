@@ -412,6 +412,8 @@ PyObject* matmul_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs, Py
         PyErr_NoMemory();
     } catch (const std::exception& e) {
         PyErr_SetString(PyExc_RuntimeError, e.what());
+    } catch (...) {  // nothing may unwind through CPython's C frames
+        PyErr_SetString(PyExc_RuntimeError, "matmul: unknown C++ exception");
     }
     return nullptr;
 }

@@ -312,7 +312,7 @@ static inline void small_block_t(const GemmJob<T>& g, const T* b, int64_t ldb, i
     for (int r = 0; r < RM; ++r)
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) {
-#if MM_VBYTES == 64
+#if MM_VBYTES == 64 && (defined(__clang__) || __GNUC__ >= 12)
             // Two 256-bit stores: C's rows are seldom 64-byte aligned (1200
             // bytes apart for n = 300), and a 512-bit store across two cache
             // lines cost more (3% of (8x784)^T.8x300).
@@ -377,7 +377,7 @@ static void gemm_small_m_nv(const GemmJob<T>& g, const T* b, int64_t ldb, bool b
         const int64_t room = (g.k - 1) * ldb + g.n - wt;
         psplit = room < 0 ? 0 : tmin<int64_t>(g.k, room / ldb + 1);
     }
-    T pad[W * W];  // k - psplit <= ceil((wt - n) / ldb) < W rows (ldb >= n)
+    T pad[W * W];  // k - psplit <= ceil((wt - n) / ldb) <= wt - n < W rows of wt <= W
     for (int64_t p = psplit; p < g.k; ++p)
         for (int64_t j = 0; j < wt; ++j) pad[(p - psplit) * wt + j] = j < tail ? b[p * ldb + j] : T(0);
     // Tiles (a row block by a register block of columns, the last one maybe

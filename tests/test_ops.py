@@ -76,14 +76,39 @@ def test_shallow_matmul_is_deterministic_across_threads():
 @pytest.mark.parametrize("n", [40, 300])
 def test_few_rows_matmul_splits_columns_between_threads(isa, n):
     # A batch of 8 is one row block: its column tiles are split between threads.
-    # n = 40 is one full tile and a last one shifted left to overlap it (kept on
-    # the same thread by the split); n = 300 ends in a shifted one-vector tile.
+    # With 512-bit vectors n = 40 is one full tile and a last one shifted left to
+    # overlap it, and n = 300 ends in a shifted one-vector tile. (The split keeps a
+    # shifted tile on its neighbour's thread; the same values written twice would
+    # not show here.)
     rng = np.random.default_rng(7)
     a = rng.standard_normal((8, 4000)).astype(np.float32)
     b = rng.standard_normal((4000, n)).astype(np.float32)
     c1 = mm.ops.matmul(a, b, num_threads=1)
     assert np.array_equal(c1, mm.ops.matmul(a, b, num_threads=2))  # bitwise: the same sums per tile
     _check(c1, a.astype(np.float64) @ b.astype(np.float64), np.float32)
+
+
+def test_matmul_arguments_as_python_would_take_them():
+    # ops.matmul is the core's own function, its arguments parsed by hand:
+    # the same names, defaults and errors as `def matmul(a, b, trans_a=False,
+    # trans_b=False, *, num_threads=None)`.
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((5, 3)).astype(np.float32)
+    b = rng.standard_normal((4, 3)).astype(np.float32)
+    want = mm.ops.matmul(a, b, False, True)
+    np.testing.assert_array_equal(mm.ops.matmul(b=b, a=a, trans_b=True, num_threads=1), want)
+    np.testing.assert_array_equal(mm.ops.matmul(a, b, trans_b=1), want)
+    with pytest.raises(TypeError, match="missing required argument 'b'"):
+        mm.ops.matmul(a)
+    with pytest.raises(TypeError, match="multiple values for argument 'trans_a'"):
+        mm.ops.matmul(a, b, False, trans_a=True)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'threads'"):
+        mm.ops.matmul(a, b, threads=1)
+    with pytest.raises(TypeError, match="from 2 to 4 positional arguments but 5"):
+        mm.ops.matmul(a, b, False, True, 1)  # num_threads is keyword-only
+    import inspect
+
+    assert str(inspect.signature(mm.ops.matmul)) == "(a, b, trans_a=False, trans_b=False, *, num_threads=None)"
 
 
 def test_matmul_inputs_the_core_does_not_take_directly():

@@ -1,7 +1,7 @@
 """Type stubs for the native core (cpp/bindings.cpp). Private: use the
 `mnist_mlp` package, which validates arguments before calling these."""
 
-from typing import Callable, Generic, TypedDict, TypeVar, overload
+from typing import Any, Callable, Generic, TypedDict, TypeVar, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
