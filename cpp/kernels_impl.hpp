@@ -554,30 +554,29 @@ static inline void transpose8(mm_f8* r) {
         r[q + 4] = __builtin_shufflevector(u[q], u[q + 4], 4, 5, 6, 7, 12, 13, 14, 15);
     }
 }
+// Rows [j0, j0 + 8) by columns [p0, p0 + 8) of B into t, of whose transpose
+// only the last KEEP rows are stored. KEEP is a constant so that the shuffles
+// feeding the other rows drop out (10 instead of 24 for KEEP = 2).
+template <int KEEP>
+static inline void transpose8_block(float* t, int64_t ldt, const float* b, int64_t ldb, int64_t j0, int64_t p0) {
+    mm_f8 r[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) __builtin_memcpy(&r[i], b + (j0 + i) * ldb + p0, sizeof(mm_f8));
+    transpose8(r);
+#pragma GCC unroll 8
+    for (int q = 8 - KEEP; q < 8; ++q) __builtin_memcpy(t + (p0 + q) * ldt + j0, &r[q], sizeof(mm_f8));
+}
 // B's last columns: the 8 x 8 block that ends at column k, of which only the
-// last NEW rows of the transpose are new. NEW is a constant so that the
-// shuffles feeding the other rows drop out (10 instead of 24 for NEW = 2).
+// last NEW rows of the transpose are new.
 template <int NEW>
 static void transpose8_last(float* t, int64_t ldt, const float* b, int64_t ldb, int64_t n8, int64_t k) {
-    for (int64_t j0 = 0; j0 < n8; j0 += 8) {
-        mm_f8 r[8];
-#pragma GCC unroll 8
-        for (int i = 0; i < 8; ++i) __builtin_memcpy(&r[i], b + (j0 + i) * ldb + k - 8, sizeof(mm_f8));
-        transpose8(r);
-#pragma GCC unroll 8
-        for (int q = 8 - NEW; q < 8; ++q) __builtin_memcpy(t + (k - 8 + q) * ldt + j0, &r[q], sizeof(mm_f8));
-    }
+    for (int64_t j0 = 0; j0 < n8; j0 += 8) transpose8_block<NEW>(t, ldt, b, ldb, j0, k - 8);
 }
 template <>
 void transpose_small<float>(float* t, int64_t ldt, const float* b, int64_t ldb, int64_t n, int64_t k) {
     const int64_t n8 = n / 8 * 8, k8 = k / 8 * 8;
     for (int64_t j0 = 0; j0 < n8; j0 += 8)
-        for (int64_t p0 = 0; p0 < k8; p0 += 8) {
-            mm_f8 r[8];
-            for (int i = 0; i < 8; ++i) __builtin_memcpy(&r[i], b + (j0 + i) * ldb + p0, sizeof(mm_f8));
-            transpose8(r);
-            for (int q = 0; q < 8; ++q) __builtin_memcpy(t + (p0 + q) * ldt + j0, &r[q], sizeof(mm_f8));
-        }
+        for (int64_t p0 = 0; p0 < k8; p0 += 8) transpose8_block<8>(t, ldt, b, ldb, j0, p0);
     if (k8 < k && k >= 8) {
         switch (k - k8) {
             case 1: transpose8_last<1>(t, ldt, b, ldb, n8, k); break;
