@@ -234,8 +234,8 @@ void bind_model(py::module_& m, const char* name) {
                     check_built_from(plan->source(), xv, "the batch plan");
                     if (plan->batch() != batch) throw py::value_error("the batch plan was built for another batch_size");
                     if (ord) throw py::value_error("a batch plan is for batches in order: pass order=None");
-                    // Only the fast path reads it; the general path lists each batch itself.
-                    if (mo.nlayers() == 2 && batch <= kFastMaxBatch) job.plan = &plan->view();
+                    // Only the fused variant reads it (engine_choice).
+                    job.plan = &plan->view();
                 }
                 const Kernels<T>& k = kernels<T>();
                 {
@@ -248,6 +248,8 @@ void bind_model(py::module_& m, const char* name) {
                 r["samples"] = job.samples_done;
                 r["loss_sum"] = job.loss_sum;
                 r["first_nonfinite_batch"] = job.first_nonfinite_batch;
+                r["correct"] = job.correct;
+                r["kernel"] = job.kernel;
                 return r;
             },
             py::arg("x"), py::arg("y"), py::arg("order"), py::arg("batch_size"), py::arg("lr"),
@@ -485,6 +487,19 @@ PYBIND11_MODULE(_core, m) {
     m.def("relu", &relu_impl<double>, py::arg("x"));
     m.def("softmax_xent", &softmax_xent_impl<float>, py::arg("z"), py::arg("y") = py::none());
     m.def("softmax_xent", &softmax_xent_impl<double>, py::arg("z"), py::arg("y") = py::none());
+
+    // What fit prepares once for the engine, by the same rule as its kernel
+    // choice: "plan" (a BatchPlan: the fused variant, batches in order), "index"
+    // (a NonzeroIndex: the first layer over the nonzero pixels) or "none".
+    m.def(
+        "training_aid",
+        [](int nlayers, int64_t batch, int64_t n, bool u8, int64_t features, bool shuffled, bool sparse) -> std::string {
+            if (!u8 || !sparse || features > 65536) return "none";
+            if (!shuffled && fused_one_hidden(nlayers, std::min(batch, n), Activation::relu)) return "plan";
+            return "index";
+        },
+        py::arg("nlayers"), py::arg("batch_size"), py::arg("n"), py::arg("uint8"), py::arg("features"),
+        py::arg("shuffled"), py::arg("sparse"));
 
     py::class_<NonzeroIndexData>(m, "NonzeroIndex")
         .def(py::init([](const py::array& x, std::optional<int> threads) {

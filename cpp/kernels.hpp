@@ -38,7 +38,8 @@ struct NonzeroIndex {
     const uint8_t* val;
 };
 
-// The fast training path takes one hidden layer and batches up to this size.
+// The fused training variant (train_fast.inc) takes one hidden ReLU layer and
+// batches up to this size.
 constexpr int64_t kFastMaxBatch = 64;
 
 // What the training steps need, for the batches 0..n-1 in order (no
@@ -86,6 +87,17 @@ struct BatchPlan {
     int64_t gram_per_block;
 };
 
+// The hidden layers' activation. The table of their forward functions and
+// derivatives is kernels/activations.inc; the derivative is written in terms of
+// the activation's output, as scikit-learn's DERIVATIVES are.
+enum class Activation : int { relu = 0, tanh = 1, logistic = 2, identity = 3 };
+
+// The one rule for the fused variant, shared by the engine's kernel choice
+// (engine_choice) and by what fit prepares for it (a BatchPlan).
+inline bool fused_one_hidden(int nlayers, int64_t batch, Activation act) {
+    return nlayers == 2 && batch <= kFastMaxBatch && act == Activation::relu;
+}
+
 // A network as plain pointers into the model's single parameter allocation.
 // w[l] is (sizes[l], sizes[l+1]) row-major, b[l] is (sizes[l+1],).
 template <class T>
@@ -94,6 +106,7 @@ struct NetView {
     const int64_t* sizes;  // nlayers + 1 entries
     T* const* w;
     T* const* b;
+    Activation act = Activation::relu;  // of every hidden layer; the output layer is softmax
 };
 
 // What one call of train_epoch does and reports.
@@ -121,6 +134,8 @@ struct TrainJob {
     double loss_sum = 0;       // sum over samples of the pre-update batch loss
     int64_t first_nonfinite_batch = -1;
     bool stopped = false;
+    int64_t correct = 0;       // samples whose pre-update prediction was right (the running accuracy)
+    const char* kernel = "";   // which variant of the engine ran (engine_choice), for tests and benchmarks
 };
 
 // Forward pass over many rows: probabilities and/or loss and accuracy.

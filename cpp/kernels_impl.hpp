@@ -21,6 +21,8 @@ template <class T> struct VecOf;
 template <> struct VecOf<float> { typedef vfloat type; };
 template <> struct VecOf<double> { typedef vdouble type; };
 
+#include "kernels/vec.inc"
+
 template <class T> static inline T tmax(T a, T b) { return a > b ? a : b; }
 template <class T> static inline T tmin(T a, T b) { return a < b ? a : b; }
 static inline float t_exp(float x) { return expf(x); }
@@ -142,9 +144,15 @@ static void pack_b(T* dst, const GemmJob<T>& g, int64_t p0, int64_t kc, int64_t 
             for (int c = 0; c < nr; ++c) d[p * nr + c] = c < cols ? src[c] : T(0);
         }
     } else {
-        for (int64_t p = 0; p < kc; ++p)
-            for (int c = 0; c < nr; ++c)
-                d[p * nr + c] = c < cols ? g.b[(jb + c) * g.ldb + p0 + p] : T(0);
+        // Column by column: each reads one contiguous run of a row of B (p-major
+        // reads jump between nr rows at every element).
+        for (int c = 0; c < nr; ++c) {
+            const T* src = g.b + (jb + c) * g.ldb + p0;
+            if (c < cols)
+                for (int64_t p = 0; p < kc; ++p) d[p * nr + c] = src[p];
+            else
+                for (int64_t p = 0; p < kc; ++p) d[p * nr + c] = T(0);
+        }
     }
 }
 
@@ -612,6 +620,8 @@ __attribute__((noinline)) static void gemm_small_bt_stack(const GemmJob<T>& g, i
     gemm_small_bt(g, t, np);
 }
 
+#include "kernels/gemm_abt.inc"
+
 template <class T>
 static void gemm_t(const GemmJob<T>& g) {
     constexpr int L = MM_VBYTES / (int)sizeof(T);
@@ -629,6 +639,9 @@ static void gemm_t(const GemmJob<T>& g) {
     if (g.k > 0 && g.k <= SMALL_K && !g.trans_b) return gemm_small_m(job, g.b, g.ldb);
     if (g.m <= 2 * SMALL_M && g.k > 0) {
         if (!g.trans_b) return gemm_small_m(job, g.b, g.ldb);
+        // Deep enough for whole vectors along the depth: dot products of rows,
+        // nothing transposed (a backward pass's dZ . W^T).
+        if (!g.trans_a && g.k >= 4 * (MM_VBYTES / (int64_t)sizeof(T))) return gemm_abt_small(job);
         if (work < (int64_t(1) << 24)) {
             // Transposing a small B is cheaper than reading it across its rows;
             // its rows padded with zeros to whole register blocks.
@@ -684,51 +697,6 @@ static void make_u8_lut(T* lut) {
     for (int v = 0; v < 256; ++v) lut[v] = (T)v / (T)255;
 }
 
-// Lists the nonzero columns of each row (all columns when !sparse), branch-free.
-template <class T>
-static void list_nonzeros(int32_t* idx, int32_t* count, const T* inp, int64_t B, int64_t C, bool sparse) {
-    // idx: (B, C) of which count[r] are used; inp: (B, C)
-    for (int64_t r = 0; r < B; ++r) {
-        int32_t* id = idx + r * C;
-        const T* x = inp + r * C;
-        int32_t n = 0;
-        if (sparse) {
-            for (int64_t k = 0; k < C; ++k) { id[n] = (int32_t)k; n += x[k] != T(0); }
-        } else {
-            for (int64_t k = 0; k < C; ++k) id[k] = (int32_t)k;
-            n = (int32_t)C;
-        }
-        count[r] = n;
-    }
-}
-
-static inline void axpy(float* __restrict y, float a, const float* __restrict x, int64_t n) {
-    for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
-}
-static inline void axpy(double* __restrict y, double a, const double* __restrict x, int64_t n) {
-    for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
-}
-
-// out = inp . w + b (then ReLU when relu), summing only the listed inputs:
-// the skipped terms are exact zeros, so the result is the dense one.
-template <class T>
-static void linear_forward(T* out, const T* inp, const int32_t* nz_idx, const int32_t* nz_count,
-                           const T* w, const T* b, int64_t B, int64_t C, int64_t OC, bool relu) {
-    // out: (B, OC); inp: (B, C); nz_idx: (B, C); w: (C, OC); b: (OC)
-    for (int64_t r = 0; r < B; ++r) {
-        T* __restrict o = out + r * OC;
-        const T* x = inp + r * C;
-        const int32_t* id = nz_idx + r * C;
-        for (int64_t j = 0; j < OC; ++j) o[j] = b[j];
-        for (int32_t t = 0; t < nz_count[r]; ++t) {
-            const int64_t k = id[t];
-            axpy(o, x[k], w + k * OC, OC);
-        }
-        if (relu)
-            for (int64_t j = 0; j < OC; ++j) o[j] = o[j] > T(0) ? o[j] : T(0);
-    }
-}
-
 // Row-wise softmax with the row max subtracted; the loss is log-sum-exp minus
 // the true logit, finite even when the true class's probability underflows.
 // dlogits = (p - onehot) / B, the fused softmax + cross-entropy gradient.
@@ -766,136 +734,15 @@ static double softmax_xent_rows(T* probs, T* dlogits, const T* z, const int32_t*
     return loss;
 }
 
-// Backward through out = inp . w + b, then the SGD step on w and b.
-// dinp (when wanted) uses w before the step, as the seed does; it is masked by
-// the ReLU that produced inp (inp > 0). The weight gradient inp^T . dout is
-// formed one row of w at a time, only for rows with a nonzero input in the
-// batch, and applied at once: w[k] += -lr * sum_r inp[r,k] dout[r].
-template <class T>
-static void linear_backward(T* dinp, T* w, T* b, const T* dout, const T* inp, const int32_t* nz_idx,
-                            const int32_t* nz_count, int64_t B, int64_t C, int64_t OC, T lr,
-                            uint8_t* mark, int32_t* rows_used, T* grad_row) {
-    // dinp: (B, C) or nullptr; w: (C, OC); b: (OC); dout: (B, OC); inp: (B, C)
-    // mark: (C) zeroed; rows_used: (C); grad_row: (OC)
-    if (dinp) {
-        for (int64_t r = 0; r < B; ++r) {
-            const T* d = dout + r * OC;
-            const T* x = inp + r * C;
-            T* di = dinp + r * C;
-            for (int64_t k = 0; k < C; ++k) {
-                T s = 0;
-                if (x[k] > T(0)) {
-                    const T* wk = w + k * OC;
-                    for (int64_t j = 0; j < OC; ++j) s += d[j] * wk[j];
-                }
-                di[k] = s;
-            }
-        }
-    }
-    for (int64_t j = 0; j < OC; ++j) {
-        T s = 0;
-        for (int64_t r = 0; r < B; ++r) s += dout[r * OC + j];
-        b[j] += -lr * s;
-    }
-    int64_t nrows = 0;
-    for (int64_t r = 0; r < B; ++r) {
-        const int32_t* id = nz_idx + r * C;
-        for (int32_t t = 0; t < nz_count[r]; ++t) {
-            const int32_t k = id[t];
-            if (!mark[k]) { mark[k] = 1; rows_used[nrows++] = k; }
-        }
-    }
-    for (int64_t u = 0; u < nrows; ++u) {
-        const int64_t k = rows_used[u];
-        mark[k] = 0;
-        T* __restrict g = grad_row;
-        for (int64_t j = 0; j < OC; ++j) g[j] = 0;
-        for (int64_t r = 0; r < B; ++r) {
-            const T x = inp[r * C + k];
-            if (x != T(0)) axpy(g, x, dout + r * OC, OC);
-        }
-        T* __restrict wk = w + k * OC;
-        const T nlr = -lr;
-        for (int64_t j = 0; j < OC; ++j) wk[j] += nlr * g[j];
-    }
-}
-
 // ---------------------------------------------------------------------------
-// A training epoch: batches in order (or in job.order), each a forward pass,
-// the fused softmax/cross-entropy gradient, and backward + SGD per layer.
+// Training: the fused one-hidden-layer variant, the stage kernels, and the one
+// epoch loop over them (engine/train_epoch.inc).
 
 #include "train_fast.inc"
-
-template <class T>
-static void train_epoch_general(TrainJob<T>& job) {
-    const NetView<T>& net = job.net;
-    const int L = net.nlayers;
-    const int64_t B = job.batch;
-    int64_t widest = 0;
-    for (int l = 0; l <= L; ++l) widest = tmax(widest, net.sizes[l]);
-
-    // One workspace for the whole epoch: activations, nonzero lists and deltas per layer.
-    int64_t act_elems = 0;
-    for (int l = 0; l <= L; ++l) act_elems += B * net.sizes[l];
-    Scratch act_mem(sizeof(T) * (size_t)act_elems);
-    Scratch delta_mem(sizeof(T) * (size_t)act_elems);
-    Scratch nz_mem(sizeof(int32_t) * (size_t)(act_elems + B * (L + 1)));
-    Scratch misc(sizeof(T) * (size_t)(widest + 256) + sizeof(int32_t) * (size_t)(widest + B) + (size_t)widest);
-    T* act[64];
-    T* delta[64];
-    int32_t* nz_idx[64];
-    int32_t* nz_cnt[64];
-    {
-        T* pa = act_mem.as<T>();
-        T* pd = delta_mem.as<T>();
-        int32_t* pn = nz_mem.as<int32_t>();
-        for (int l = 0; l <= L; ++l) {
-            act[l] = pa; pa += B * net.sizes[l];
-            delta[l] = pd; pd += B * net.sizes[l];
-            nz_idx[l] = pn; pn += B * net.sizes[l];
-            nz_cnt[l] = pn; pn += B;
-        }
-    }
-    T* grad_row = misc.as<T>();
-    T* lut = grad_row + widest;
-    int32_t* rows_used = reinterpret_cast<int32_t*>(lut + 256);
-    int32_t* ybuf = rows_used + widest;  // labels of the batch, in batch order
-    uint8_t* mark = reinterpret_cast<uint8_t*>(ybuf + B);
-    memset(mark, 0, (size_t)widest);
-    make_u8_lut(lut);
-
-    const int64_t classes = net.sizes[L];
-    const int64_t nbatches = (job.n + B - 1) / B;
-    for (int64_t bi = 0; bi < nbatches; ++bi) {
-        if (job.should_stop && (bi & 63) == 0 && bi > 0 && job.should_stop(job.stop_ctx, bi)) {
-            job.stopped = true;
-            break;
-        }
-        const int64_t start = bi * B;
-        const int64_t rows = tmin(B, job.n - start);  // the last batch may be partial
-        gather_rows(act[0], job.x, job.order, start, rows, lut);
-        for (int l = 0; l < L; ++l) {
-            // ReLU outputs are about half zeros, so hidden layers skip zeros too.
-            list_nonzeros(nz_idx[l], nz_cnt[l], act[l], rows, net.sizes[l], job.sparse);
-            linear_forward(act[l + 1], act[l], nz_idx[l], nz_cnt[l], net.w[l], net.b[l], rows,
-                           net.sizes[l], net.sizes[l + 1], l + 1 < L);
-        }
-        for (int64_t r = 0; r < rows; ++r) ybuf[r] = job.y[job.order ? job.order[start + r] : start + r];
-        const double loss = softmax_xent_rows<T>(nullptr, delta[L], act[L], ybuf, rows, classes, nullptr);
-        job.loss_sum += loss;
-        if (!(loss == loss) || loss - loss != 0) {  // NaN or +-Inf
-            if (job.first_nonfinite_batch < 0) job.first_nonfinite_batch = bi;
-        }
-        for (int l = L - 1; l >= 0; --l) {
-            linear_backward(l > 0 ? delta[l] : (T*)nullptr, net.w[l], net.b[l], delta[l + 1], act[l],
-                            nz_idx[l], nz_cnt[l], rows, net.sizes[l], net.sizes[l + 1], job.lr, mark,
-                            rows_used, grad_row);
-        }
-        job.batches_done = bi + 1;
-        job.samples_done = start + rows;
-        if (job.first_nonfinite_batch >= 0 && job.stop_on_nonfinite) break;
-    }
-}
+#include "kernels/activations.inc"
+#include "kernels/sparse_first_layer.inc"
+#include "kernels/update.inc"
+#include "engine/train_epoch.inc"
 
 // ---------------------------------------------------------------------------
 // Forward pass over many rows, in chunks split between threads. Each chunk's
@@ -1174,13 +1021,7 @@ static double softmax_xent_t(T* probs, T* dlogits, const T* z, const int32_t* y,
 }
 
 template <class T>
-static void train_epoch_t(TrainJob<T>& job) {
-    if (job.net.nlayers == 2 && job.batch <= kFastMaxBatch) return train_epoch_fast(job);
-    train_epoch_general(job);
-}
-
-template <class T>
 static constexpr Kernels<T> make_kernels(const char* isa) {
-    return Kernels<T>{isa, &gemm_t<T>, &gemm_naive_t<T>, &train_epoch_t<T>, &evaluate_t<T>, &relu_t<T>,
+    return Kernels<T>{isa, &gemm_t<T>, &gemm_naive_t<T>, &train_epoch_engine<T>, &evaluate_t<T>, &relu_t<T>,
                       &softmax_xent_t<T>};
 }

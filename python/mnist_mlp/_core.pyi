@@ -29,6 +29,11 @@ def encode_idx(array: np.ndarray, type_code: int) -> bytes:
 def max_threads() -> int:
     """Threads used when num_threads is None (OpenMP's maximum; 1 without OpenMP)."""
 
+def training_aid(
+    nlayers: int, batch_size: int, n: int, uint8: bool, features: int, shuffled: bool, sparse: bool
+) -> str:
+    """What fit prepares once for the engine: "plan" (a BatchPlan), "index" (a NonzeroIndex) or "none"."""
+
 def best_isa() -> str:
     """The widest kernel set this CPU supports: "avx512", "avx2" or "generic"."""
 
@@ -98,6 +103,8 @@ class _TrainEpochResult(TypedDict):
     samples: int
     loss_sum: float
     first_nonfinite_batch: int
+    correct: int  # samples predicted right, each before its step's update
+    kernel: str  # the engine's variant: "fused-plan", "fused-index", "fused", "layers-sparse" or "layers-dense"
 
 _F = TypeVar("_F", np.float32, np.float64)
 

@@ -159,6 +159,7 @@ class MLP:
         stop_on_nan: bool = True,
         callback: Callable[[dict], Any] | None = None,
         progress: Callable[[int, int], Any] | None = None,
+        eval_train: bool = True,
     ) -> list[dict]:
         """Trains in place with mini-batch SGD and returns one dict per epoch.
 
@@ -173,7 +174,10 @@ class MLP:
         ``validation_data``) are measured, as the seed did. The dicts hold
         ``epoch``, ``seconds`` (training only), ``eval_seconds``,
         ``train_loss``, ``train_accuracy`` and, with validation data,
-        ``test_loss`` and ``test_accuracy``. ``callback(record)`` is called
+        ``test_loss`` and ``test_accuracy``. With ``eval_train=False`` the
+        pass over ``x`` is skipped and ``train_loss`` / ``train_accuracy`` are
+        the running means over the epoch's batches, each measured before its
+        step's update (what Keras and scikit-learn report). ``callback(record)`` is called
         after each epoch; returning False stops training. ``progress(done,
         total)`` is called within each epoch, about every millisecond, with
         the batches done and the epoch's batch count (and once more at the
@@ -213,11 +217,13 @@ class MLP:
             # The same batches every epoch (no shuffling, small batches): plan them
             # all now, once; shuffled, index each image's nonzeros.
             index = plan = None
-            if sparse and x.dtype == np.uint8 and len(sizes) == 3 and x.shape[1] <= 65536:
-                if not shuffle and min(batch_size, len(x)) <= _core.FAST_MAX_BATCH:
-                    plan = _core.BatchPlan(x, batch_size, threads)
-                else:
-                    index = _core.NonzeroIndex(x, threads)
+            aid = _core.training_aid(
+                len(sizes) - 1, batch_size, len(x), x.dtype == np.uint8, x.shape[1], bool(shuffle), bool(sparse)
+            )
+            if aid == "plan":
+                plan = _core.BatchPlan(x, batch_size, threads)
+            elif aid == "index":
+                index = _core.NonzeroIndex(x, threads)
             for _ in range(epochs):
                 order = self._shuffle.permutation(len(x)).astype(np.int64) if shuffle else None
                 t0 = time.perf_counter()
@@ -237,9 +243,13 @@ class MLP:
                         f"training diverged: the loss became NaN or Inf at epoch {epoch}, batch "
                         f"{r['first_nonfinite_batch']} (lr={lr} may be too high); the weights are no longer finite"
                     )
-                rec: dict[str, Any] = {"epoch": epoch, "seconds": seconds}
+                rec: dict[str, Any] = {"epoch": epoch, "seconds": seconds, "kernel": r["kernel"]}
                 t1 = time.perf_counter()
-                rec["train_loss"], rec["train_accuracy"] = self._evaluate(x, y, threads, plan)
+                if eval_train:
+                    rec["train_loss"], rec["train_accuracy"] = self._evaluate(x, y, threads, plan)
+                else:
+                    done = max(int(r["samples"]), 1)
+                    rec["train_loss"], rec["train_accuracy"] = r["loss_sum"] / done, r["correct"] / done
                 if validation_data is not None:
                     rec["test_loss"], rec["test_accuracy"] = self._evaluate(vx, vy, threads)
                 rec["eval_seconds"] = time.perf_counter() - t1
