@@ -393,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     nnz = float(np.count_nonzero(x)) / len(x)
     rate = sgemm_rate()
     cpu = cpu_description()
+    l1, l2, l3 = mm._core.cache_sizes()
+    cpu += f" (caches seen by the GEMM: L1d {l1 >> 10} KiB, L2 {l2 >> 10} KiB, L3 {l3 >> 20} MiB)"
     print(f"CPU: {cpu}; mnist_mlp ISA {mm._core.current_isa()}; NumPy sgemm {rate:.0f} GFLOP/s "
           f"(256x1024 . 1024x1024, float32); frameworks: {', '.join(present)}", flush=True)
     results = []

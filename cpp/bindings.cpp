@@ -472,6 +472,10 @@ PYBIND11_MODULE(_core, m) {
     m.def("encode_idx", &encode_idx_array, py::arg("array"), py::arg("type_code"));
 
     m.def("max_threads", [] { return resolve_threads(std::nullopt); });
+    m.def("cache_sizes", [] {
+        const CacheSizes& c = cache_sizes();
+        return py::make_tuple(c.l1, c.l2, c.l3);
+    });
     m.def("best_isa", &best_isa);
     m.def("current_isa", &current_isa);
     m.def("set_isa", [](const std::string& isa) {

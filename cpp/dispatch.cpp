@@ -1,5 +1,9 @@
 // Picks the widest kernel set the CPU supports, once; tests may force another.
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -45,6 +49,49 @@ template <> const Kernels<double>* table<double>(const char* isa) {
 }
 
 }  // namespace
+
+namespace {
+// /sys/devices/system/cpu/cpu0/cache/index*/ of the given level and a data or
+// unified type: its size ("48K", "2048K", "32M"), or 0.
+int64_t sysfs_cache(int level) {
+    for (int i = 0; i < 8; ++i) {
+        char path[96];
+        auto read = [&](const char* leaf, char* buf, size_t n) {
+            std::snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/%s", i, leaf);
+            FILE* f = std::fopen(path, "r");
+            if (!f) return false;
+            const bool ok = std::fgets(buf, (int)n, f) != nullptr;
+            std::fclose(f);
+            return ok;
+        };
+        char lv[16], type[32], size[32];
+        if (!read("level", lv, sizeof lv) || std::atoi(lv) != level) continue;
+        if (!read("type", type, sizeof type) || std::strncmp(type, "Instruction", 11) == 0) continue;
+        if (!read("size", size, sizeof size)) continue;
+        char* end = nullptr;
+        int64_t v = std::strtoll(size, &end, 10);
+        if (end && (*end == 'K' || *end == 'k')) v <<= 10;
+        else if (end && (*end == 'M' || *end == 'm')) v <<= 20;
+        if (v > 0) return v;
+    }
+    return 0;
+}
+int64_t detect_cache(int level, int64_t fallback) {
+    long v = -1;
+#if defined(_SC_LEVEL1_DCACHE_SIZE)
+    const int name = level == 1 ? _SC_LEVEL1_DCACHE_SIZE : level == 2 ? _SC_LEVEL2_CACHE_SIZE : _SC_LEVEL3_CACHE_SIZE;
+    v = sysconf(name);
+#endif
+    if (v > 0) return v;
+    const int64_t s = sysfs_cache(level);
+    return s > 0 ? s : fallback;
+}
+}  // namespace
+
+const CacheSizes& cache_sizes() {
+    static const CacheSizes c{detect_cache(1, 32 << 10), detect_cache(2, 512 << 10), detect_cache(3, 8 << 20)};
+    return c;
+}
 
 const char* best_isa() {
     static const char* best = cpu_has("avx512") ? "avx512" : cpu_has("avx2") ? "avx2" : "generic";

@@ -77,9 +77,40 @@ struct Scratch {
 
 constexpr int MR = MM_VBYTES == 64 ? 12 : 6;          // rows of a micro-tile
 template <class T> constexpr int NR = 2 * MM_VBYTES / (int)sizeof(T);  // two vectors wide
-constexpr int64_t KC = 256;                           // packed depth: an A sliver + B sliver stay in L1
-constexpr int64_t MC = MR * 12;                       // packed A block: KC*MC fits in half of L2
-constexpr int64_t NC = 3072;                          // packed B panel: KC*NC stays in L3
+
+// The block sizes, from the detected caches (BLIS's analytical model): a B
+// sliver (KC x NR) stays in L1 while the A slivers of a block stream past it,
+// the packed A block (MC x KC) stays in L2, and the packed B panel (KC x NC)
+// in L3. MNIST_MLP_GEMM_BLOCKS="kc,mc,nc" overrides them (for benchmarks).
+struct GemmBlocks {
+    int64_t kc, mc, nc;
+};
+template <class T>
+static GemmBlocks derive_gemm_blocks() {
+    constexpr int64_t s = (int64_t)sizeof(T), nr = NR<T>;
+    const CacheSizes& c = cache_sizes();
+    auto clamp = [](int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; };
+    GemmBlocks b;
+    // The fractions leave room for what else each level holds (C's tiles, the
+    // next slivers, the other thread's data in a shared L3); on a 32 KiB L1,
+    // 1 MiB L2 and 32 MiB L3 they give KC 256, MC 120, NC 4096 for floats.
+    b.kc = clamp(c.l1 / (nr * s) / 16 * 16, 64, 1024);                    // the B sliver fills L1
+    b.mc = clamp(c.l2 / 8 / (b.kc * s) / MR * MR, MR, 64 * MR);           // the A block an eighth of L2
+    b.nc = clamp(c.l3 / 8 / (b.kc * s) / nr * nr, nr, int64_t(1) << 16);  // the B panel an eighth of L3
+    const char* env = getenv("MNIST_MLP_GEMM_BLOCKS");
+    long kc = 0, mc = 0, nc = 0;
+    if (env && sscanf(env, "%ld,%ld,%ld", &kc, &mc, &nc) == 3 && kc > 0 && mc > 0 && nc > 0) {
+        b.kc = kc;
+        b.mc = (mc + MR - 1) / MR * MR;
+        b.nc = (nc + nr - 1) / nr * nr;
+    }
+    return b;
+}
+template <class T>
+static const GemmBlocks& gemm_blocks() {
+    static const GemmBlocks b = derive_gemm_blocks<T>();
+    return b;
+}
 
 template <class T>
 static inline T a_at(const GemmJob<T>& g, int64_t i, int64_t p) {
@@ -232,11 +263,23 @@ static void gemm_blocked_t(const GemmJob<T>& g) {
         return;
     }
     constexpr int nr = NR<T>;
+    const GemmBlocks& blk = gemm_blocks<T>();
+    const int nt = g.nthreads > 0 ? g.nthreads : 1;
+    const int64_t KC = blk.kc, NC = blk.nc;
+    // Row blocks of at most blk.mc rows, as many as a multiple of the threads
+    // when there are enough rows for each thread, so that no thread waits on
+    // another's extra block (which rows a block holds changes no sum).
+    int64_t m_blocks = (g.m + blk.mc - 1) / blk.mc;
+    if (g.m >= nt * MR && m_blocks % nt) {
+        // Fewer, larger blocks if they stay within 1.5 x MC; else more, smaller.
+        const int64_t down = m_blocks / nt * nt;
+        m_blocks = down > 0 && 2 * ((g.m + down - 1) / down) <= 3 * blk.mc ? down : (m_blocks + nt - 1) / nt * nt;
+    }
+    const int64_t MC = ((g.m + m_blocks - 1) / m_blocks + MR - 1) / MR * MR;
+    m_blocks = (g.m + MC - 1) / MC;
     const int64_t ncap = tmin<int64_t>(NC, (g.n + nr - 1) / nr * nr);
     const int64_t kcap = tmin<int64_t>(KC, g.k);
     const int64_t mcap = tmin<int64_t>(MC, (g.m + MR - 1) / MR * MR);
-    const int nt = g.nthreads > 0 ? g.nthreads : 1;
-    const int64_t m_blocks = (g.m + MC - 1) / MC;
     // With few row blocks the threads share each A block and split its columns instead.
     const bool split_rows = m_blocks >= nt;
     // Buffers are allocated here, not inside the parallel region, so that a failed
@@ -742,6 +785,7 @@ static double softmax_xent_rows(T* probs, T* dlogits, const T* z, const int32_t*
 #include "kernels/activations.inc"
 #include "kernels/sparse_first_layer.inc"
 #include "kernels/update.inc"
+#include "kernels/backward_rows.inc"
 #include "engine/train_epoch.inc"
 
 // ---------------------------------------------------------------------------

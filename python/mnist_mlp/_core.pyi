@@ -34,6 +34,9 @@ def training_aid(
 ) -> str:
     """What fit prepares once for the engine: "plan" (a BatchPlan), "index" (a NonzeroIndex) or "none"."""
 
+def cache_sizes() -> tuple[int, int, int]:
+    """The L1 data, L2 and L3 cache sizes in bytes the GEMM's block sizes are derived from."""
+
 def best_isa() -> str:
     """The widest kernel set this CPU supports: "avx512", "avx2" or "generic"."""
 

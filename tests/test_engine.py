@@ -1,0 +1,196 @@
+"""The training engine (cpp/engine/train_epoch.inc) against the NumPy reference,
+over depths, batch sizes and input kinds; its determinism across thread counts;
+its kernel choice; and its limits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mnist_mlp as mm
+from mnist_mlp import _core
+from mnist_mlp.reference import NumpyMLP
+
+from conftest import rel_max_diff
+
+# float64 through a few hundred steps: the engine and the reference sum the same
+# products in different orders (blocked GEMM, sparse first layer), so they differ
+# by rounding that grows slowly with the steps; 1e-9 of the largest parameter
+# leaves room for that, and a wrong gradient is off by far more.
+TOL64 = 1e-9
+
+
+def _data(n: int, features: int, kind: str, seed: int = 0):
+    """MNIST-like: ~25% nonzero pixels in 1..255, labels from 10 classes."""
+    rng = np.random.default_rng(seed)
+    px = ((rng.random((n, features)) < 0.25) * rng.integers(1, 256, (n, features))).astype(np.uint8)
+    y = rng.integers(0, 10, n)
+    if kind == "uint8":
+        return px, y
+    return (px / 255.0).astype(np.float64), y
+
+
+def _max_rel(model, ref) -> float:
+    return max(rel_max_diff(a, b) for a, b in zip(model.weights + model.biases, ref.weights + ref.biases))
+
+
+HIDDEN = [(33,), (40, 17), (64, 31, 20), (24, 48, 16, 12)]
+
+
+@pytest.mark.parametrize("hidden", HIDDEN, ids=lambda h: "x".join(map(str, h)))
+@pytest.mark.parametrize("batch", [1, 7, 64, 65, 200, 256])
+@pytest.mark.parametrize("kind", ["uint8", "float64"])
+def test_float64_matches_reference(isa, hidden, batch, kind):
+    x, y = _data(300, 50, kind)
+    sizes = [50, *hidden, 10]
+    m = mm.MLP(sizes, seed=3, dtype=np.float64)
+    r = NumpyMLP(sizes, seed=3, dtype=np.float64)
+    m.fit(x, y, epochs=2, batch_size=batch, lr=0.1)
+    r.fit(x, y, epochs=2, batch_size=batch, lr=0.1)
+    assert _max_rel(m, r) <= TOL64
+
+
+@pytest.mark.parametrize("hidden", [(40, 17), (64, 31, 20)], ids=lambda h: "x".join(map(str, h)))
+@pytest.mark.parametrize("batch", [7, 100])
+def test_float64_shuffled_matches_reference(isa, hidden, batch):
+    # The same seed gives the reference the same permutations (reference.shuffle_rng).
+    x, y = _data(250, 50, "uint8", seed=1)
+    sizes = [50, *hidden, 10]
+    m = mm.MLP(sizes, seed=5, dtype=np.float64)
+    r = NumpyMLP(sizes, seed=5, dtype=np.float64)
+    m.fit(x, y, epochs=2, batch_size=batch, lr=0.1, shuffle=True)
+    r.fit(x, y, epochs=2, batch_size=batch, lr=0.1, shuffle=True)
+    assert _max_rel(m, r) <= TOL64
+
+
+@pytest.mark.parametrize("batch", [8, 100])
+def test_float32_deep_network_on_mnist_matches_reference(mnist, isa, batch):
+    # float32: each step's rounding (~6e-8 relative) accumulates; 100 steps stay near 1e-5.
+    (x, y), _ = mnist
+    x, y = x[: 100 * batch].reshape(-1, 784), y[: 100 * batch]
+    m = mm.MLP([784, 64, 32, 10], seed=0)
+    r = NumpyMLP([784, 64, 32, 10], seed=0)
+    m.fit(x, y, epochs=1, batch_size=batch, lr=0.1)
+    r.fit(x, y, epochs=1, batch_size=batch, lr=0.1)
+    assert _max_rel(m, r) <= 2e-5
+
+
+@pytest.mark.parametrize(
+    "sizes,batch,dtype",
+    [([50, 96, 80, 64, 10], 8, np.float32), ([50, 300, 10], 200, np.float64), ([50, 520, 130, 10], 256, np.float32)],
+    ids=["deep", "wide-large-batch", "large-batch"],
+)
+def test_bitwise_identical_across_thread_counts(sizes, batch, dtype):
+    x, y = _data(1100, 50, "uint8", seed=2)
+    results = []
+    for threads in (1, 2, 3):
+        m = mm.MLP(sizes, seed=1, dtype=dtype)
+        h = m.fit(x, y, epochs=2, batch_size=batch, lr=0.05, shuffle=True, num_threads=threads)
+        results.append((m.weights, m.biases, [r["train_loss"] for r in h]))
+    for ws, bs, losses in results[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(ws + bs, results[0][0] + results[0][1]))
+        assert losses == results[0][2]
+
+
+@pytest.mark.parametrize(
+    "sizes,batch,shuffle,kind,kernel",
+    [
+        ([50, 30, 10], 8, False, "uint8", "fused-plan"),
+        ([50, 30, 10], 8, True, "uint8", "fused-index"),
+        ([50, 30, 10], 8, False, "float64", "fused"),
+        ([50, 30, 10], 65, False, "uint8", "layers-sparse"),
+        ([50, 30, 20, 10], 8, False, "uint8", "layers-sparse"),
+        ([50, 30, 20, 10], 200, True, "uint8", "layers-sparse"),
+        ([50, 30, 20, 10], 8, False, "float64", "layers-dense"),
+    ],
+)
+def test_kernel_choice(sizes, batch, shuffle, kind, kernel):
+    x, y = _data(300, 50, kind)
+    m = mm.MLP(sizes, seed=0, dtype=np.float64)
+    h = m.fit(x, y, epochs=1, batch_size=batch, shuffle=shuffle)
+    assert h[0]["kernel"] == kernel
+
+
+def test_sparse_and_dense_first_layer_agree():
+    x, y = _data(300, 50, "uint8")
+    a = mm.MLP([50, 40, 30, 10], seed=0, dtype=np.float64)
+    b = mm.MLP([50, 40, 30, 10], seed=0, dtype=np.float64)
+    ha = a.fit(x, y, epochs=1, batch_size=32, sparse=True)
+    hb = b.fit(x, y, epochs=1, batch_size=32, sparse=False)
+    assert ha[0]["kernel"] == "layers-sparse" and hb[0]["kernel"] == "layers-dense"
+    assert max(rel_max_diff(p, q) for p, q in zip(a.weights + a.biases, b.weights + b.biases)) <= 1e-12
+
+
+@pytest.mark.parametrize("sizes,batch", [([50, 30, 10], 8), ([50, 30, 20, 10], 8), ([50, 30, 20, 10], 100)])
+def test_running_train_metrics(sizes, batch):
+    # eval_train=False: the mean of each batch's loss before its update, and the
+    # share of samples predicted right then; the reference's train_step gives the losses.
+    x, y = _data(300, 50, "uint8")
+    m = mm.MLP(sizes, seed=0, dtype=np.float64)
+    r = NumpyMLP(sizes, seed=0, dtype=np.float64)
+    rec = m.fit(x, y, epochs=1, batch_size=batch, eval_train=False)[0]
+    loss = correct = 0.0
+    for s in range(0, len(x), batch):
+        xb, yb = x[s : s + batch], y[s : s + batch]
+        correct += int(np.sum(np.argmax(r._forward(xb)[-1], axis=1) == yb))
+        loss += r.train_step(xb, yb, 0.1)
+    assert rec["train_loss"] == pytest.approx(loss / len(x), rel=1e-12)
+    assert rec["train_accuracy"] == correct / len(x)
+
+
+def test_sixty_four_weight_matrices_train():
+    sizes = [20] + [6] * 63 + [3]
+    assert len(sizes) == 65
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 20))
+    y = rng.integers(0, 3, 40)
+    for batch in (8, 40):
+        m = mm.MLP(sizes, seed=0, dtype=np.float64)
+        r = NumpyMLP(sizes, seed=0, dtype=np.float64)
+        m.fit(x, y, epochs=1, batch_size=batch, lr=0.01)
+        r.fit(x, y, epochs=1, batch_size=batch, lr=0.01)
+        assert _max_rel(m, r) <= TOL64
+    with pytest.raises(ValueError, match="at most 64 weight layers"):
+        mm.MLP([20] + [6] * 64 + [3])
+
+
+def test_a_batch_of_every_sample_and_wide_layers():
+    # One batch of all 300 samples (a single step), and a layer wider than one GEMM panel.
+    x, y = _data(300, 50, "uint8")
+    m = mm.MLP([50, 3100, 10], seed=0, dtype=np.float64)
+    r = NumpyMLP([50, 3100, 10], seed=0, dtype=np.float64)
+    m.fit(x, y, epochs=1, batch_size=300)
+    r.fit(x, y, epochs=1, batch_size=300)
+    assert _max_rel(m, r) <= TOL64
+
+
+def test_training_aid_follows_the_kernel_choice():
+    assert _core.training_aid(2, 8, 1000, True, 784, False, True) == "plan"
+    assert _core.training_aid(2, 8, 1000, True, 784, True, True) == "index"
+    assert _core.training_aid(3, 8, 1000, True, 784, False, True) == "index"
+    assert _core.training_aid(2, 65, 1000, True, 784, False, True) == "index"
+    assert _core.training_aid(2, 65, 40, True, 784, False, True) == "plan"  # one batch of 40
+    assert _core.training_aid(3, 8, 1000, False, 784, False, True) == "none"
+    assert _core.training_aid(3, 8, 1000, True, 784, False, False) == "none"
+
+
+@pytest.mark.parametrize(
+    "sizes,batch,kind",
+    [([50, 64, 40, 10], 8, "uint8"), ([50, 64, 40, 10], 16, "float64"), ([50, 300, 10], 100, "uint8")],
+)
+def test_fused_update_equals_the_separate_stages(monkeypatch, isa, sizes, batch, kind):
+    # The fused SGD variants (sparse first layer; one pass over W for small
+    # batches) against the stages they fuse: gradients stored, then update_dense.
+    x, y = _data(300, 50, kind)
+    out = []
+    for unfused in ("0", "1"):
+        monkeypatch.setenv("MNIST_MLP_TEST_UNFUSED", unfused)
+        m = mm.MLP(sizes, seed=2, dtype=np.float64)
+        m.fit(x, y, epochs=2, batch_size=batch, lr=0.1, shuffle=True)
+        out.append(m.weights + m.biases)
+    assert max(rel_max_diff(a, b) for a, b in zip(*out)) <= 1e-12
+
+
+def test_cache_sizes_are_detected():
+    l1, l2, l3 = _core.cache_sizes()
+    assert 4096 <= l1 <= l2 <= l3
