@@ -76,15 +76,18 @@ int64_t sysfs_cache(int level) {
     }
     return 0;
 }
+// The kernel's view first (sysfs: what lscpu prints), then glibc's sysconf
+// (which reads CPUID itself, and was seen to report 320 MiB of L3 in a VM whose
+// sysfs said 32 MiB), then the fallback.
 int64_t detect_cache(int level, int64_t fallback) {
+    const int64_t s = sysfs_cache(level);
+    if (s > 0) return s;
     long v = -1;
 #if defined(_SC_LEVEL1_DCACHE_SIZE)
     const int name = level == 1 ? _SC_LEVEL1_DCACHE_SIZE : level == 2 ? _SC_LEVEL2_CACHE_SIZE : _SC_LEVEL3_CACHE_SIZE;
     v = sysconf(name);
 #endif
-    if (v > 0) return v;
-    const int64_t s = sysfs_cache(level);
-    return s > 0 ? s : fallback;
+    return v > 0 ? v : fallback;
 }
 }  // namespace
 

@@ -176,8 +176,8 @@ struct Kernels {
     double (*softmax_xent)(T* probs, T* dlogits, const T* z, const int32_t* y, int64_t rows, int64_t cols);
 };
 
-// The data caches of this CPU in bytes, detected once at run time (sysconf,
-// then /sys/devices/system/cpu/cpu0/cache), with conservative defaults where
+// The data caches of this CPU in bytes, detected once at run time
+// (/sys/devices/system/cpu/cpu0/cache, then sysconf), with conservative defaults where
 // neither tells (32 KiB, 512 KiB, 8 MiB). l3 is the whole shared cache.
 struct CacheSizes {
     int64_t l1, l2, l3;

@@ -1,4 +1,5 @@
-// The hot kernels: GEMM, the layers, a training epoch, a forward pass.
+// The hot kernels: GEMM, the forward pass, and (through the includes below
+// the GEMM) the training engine and its stage kernels in kernels/ and engine/.
 //
 // This file is included by kernels_{generic,avx2,avx512}.cpp inside namespace
 // mm::<isa>, after <cstdint>, <cstdlib>, <cstring>, <cmath> and <omp.h>, with
@@ -331,6 +332,11 @@ constexpr int SMALL_NV = 2;                       // vectors of columns per regi
 // Up to this depth a product of any height skips packing: op(B) is k rows,
 // small enough to stay in L1 while every row block of A streams past it.
 constexpr int64_t SMALL_K = 16;
+// Products of up to FEW_ROWS rows (a batch), and weight gradients of up to
+// FEW_DEPTH samples, skip packing too when B fits in L2: B then streams
+// from L2 once per row block, which costs less than packing it at this height.
+constexpr int64_t FEW_ROWS = 128;
+constexpr int64_t FEW_DEPTH = 256;
 
 // Rows [i0, i0 + RM) of op(A) times NV vectors of B's columns, into c (leading
 // dimension ldc). B's rows p < psplit are read at b + p * ldb, the rest at
@@ -679,13 +685,17 @@ static void gemm_t(const GemmJob<T>& g) {
     if (g.n <= L && g.ldc == g.n && g.k > 0 && g.k <= NARROW_K && (!g.trans_b || g.k <= NARROW_COPY) &&
         work < (int64_t(1) << 20))
         return gemm_narrow_t(job);
-    if (g.k > 0 && g.k <= SMALL_K && !g.trans_b) return gemm_small_m(job, g.b, g.ldb);
-    if (g.m <= 2 * SMALL_M && g.k > 0) {
+    // A transposed A of a batch's depth (a weight gradient a^T dZ): its row
+    // blocks are contiguous, and B's k rows stay in L1 for every block.
+    const bool b_in_l2 = g.k * g.n * (int64_t)sizeof(T) <= cache_sizes().l2;
+    if (g.k > 0 && !g.trans_b && (g.k <= SMALL_K || (g.trans_a && g.k <= FEW_DEPTH && b_in_l2)))
+        return gemm_small_m(job, g.b, g.ldb);
+    if (g.k > 0 && (g.m <= 2 * SMALL_M || (g.m <= FEW_ROWS && b_in_l2))) {
         if (!g.trans_b) return gemm_small_m(job, g.b, g.ldb);
         // Deep enough for whole vectors along the depth: dot products of rows,
         // nothing transposed (a backward pass's dZ . W^T).
-        if (!g.trans_a && g.k >= 4 * (MM_VBYTES / (int64_t)sizeof(T))) return gemm_abt_small(job);
-        if (work < (int64_t(1) << 24)) {
+        if (!g.trans_a && g.m <= 2 * ABT_RM * 2 && g.k >= 4 * (MM_VBYTES / (int64_t)sizeof(T))) return gemm_abt_small(job);
+        if (g.m <= 2 * SMALL_M && work < (int64_t(1) << 24)) {
             // Transposing a small B is cheaper than reading it across its rows;
             // its rows padded with zeros to whole register blocks.
             constexpr int64_t W = SMALL_NV * L;

@@ -60,3 +60,22 @@ def test_compare_quick_run_writes_every_row(tmp_path: Path) -> None:
     floor = result["floor"]
     assert all(_finite(v) for kind in floor["floor_seconds"].values() for v in kind.values())
     assert result["gemm"] is None
+
+
+def test_matrix_quick_run_prints_every_row(tmp_path: Path) -> None:
+    if not _have_mnist():
+        pytest.skip(f"MNIST files not found in {DATA}")
+    frameworks = ["mnist_mlp"] + (["torch"] if importlib.util.find_spec("torch") else [])
+    out = tmp_path / "matrix.json"
+    cmd = [sys.executable, "bench/matrix.py", "--quick", "--frameworks", ",".join(frameworks), "--json", str(out)]
+    env = dict(__import__("os").environ, MATRIX_DATA=str(DATA))
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180, check=False, env=env)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    rows = json.loads(out.read_text())
+    assert [r["row"]["key"] for r in rows] == ["seed", "deep-b64", "wide-b256"]
+    for r in rows:
+        for fw in frameworks:
+            secs = r[fw]["seconds"]
+            assert len(secs) == 1 and all(_finite(s) and s > 0 for s in secs), (fw, r[fw])
+        assert r["mnist_mlp"]["kernel"] in ("fused-plan", "layers-sparse")
+    assert "| network, batch, order |" in proc.stdout
