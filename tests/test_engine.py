@@ -194,3 +194,18 @@ def test_fused_update_equals_the_separate_stages(monkeypatch, isa, sizes, batch,
 def test_cache_sizes_are_detected():
     l1, l2, l3 = _core.cache_sizes()
     assert 4096 <= l1 <= l2 <= l3
+
+
+def test_an_order_that_repeats_the_densest_sample():
+    # The core checks only that order's indices are in range: a batch made of one
+    # dense image repeated must stay inside the engine's buffers (sized by the
+    # densest image, not by the whole index), and train as those steps would.
+    x = np.zeros((4, 50), np.uint8)
+    x[0] = 200  # every pixel of sample 0; the others are blank
+    y = np.array([1, 2, 3, 4])
+    m = mm.MLP([50, 20, 10, 5], seed=0, dtype=np.float64)
+    r = NumpyMLP([50, 20, 10, 5], seed=0, dtype=np.float64)
+    order = np.zeros(4, np.int64)
+    m._core.train_epoch(x, y.astype(np.int32), order, 4, 0.1, True, True, None, _core.NonzeroIndex(x))
+    r.train_step(x[order], y[order], 0.1)
+    assert _max_rel(m, r) <= TOL64
