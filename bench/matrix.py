@@ -258,9 +258,8 @@ def cpu_description() -> str:
 def run_worker(framework: str, row: Row, repeats: int, subset: int | None, timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, "--rows", row.key,
            "--repeats", str(repeats)] + (["--subset", str(subset)] if subset else [])
-    env = dict(os.environ, KERAS_BACKEND="jax")
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     for line in proc.stdout.splitlines():
@@ -420,10 +419,11 @@ def main(argv: list[str] | None = None) -> int:
                     res[fw] = {"skipped": "not installed" if fw in frameworks else "not asked for"}
                     continue
                 got = run_worker(fw, row, args.repeats, args.subset, args.timeout)
-                if fw not in res or "error" in got or "skipped" in got:
-                    res[fw] = got if fw not in res or "error" in got else res[fw]
+                prev = res.get(fw)
+                if prev is None or "error" in got or "seconds" not in prev:
+                    res[fw] = got  # the first round, or an error that the cell must show
                 else:
-                    res[fw]["seconds"] = res[fw].get("seconds", []) + got.get("seconds", [])
+                    prev["seconds"] += got.get("seconds", [])
                 shown = median(got.get("seconds"))
                 print(f"  round {rnd + 1}  {row.label():<42} {fw:<10} "
                       f"{fmt_s(shown) if shown is not None else got.get('error') or got.get('skipped')}", flush=True)

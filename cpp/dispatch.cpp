@@ -48,9 +48,6 @@ template <> const Kernels<double>* table<double>(const char* isa) {
     return &generic::kernels_f64;
 }
 
-}  // namespace
-
-namespace {
 // /sys/devices/system/cpu/cpu0/cache/index*/ of the given level and a data or
 // unified type: its size ("48K", "2048K", "32M"), or 0.
 int64_t sysfs_cache(int level) {
