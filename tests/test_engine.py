@@ -209,3 +209,12 @@ def test_an_order_that_repeats_the_densest_sample():
     m._core.train_epoch(x, y.astype(np.int32), order, 4, 0.1, True, True, None, _core.NonzeroIndex(x))
     r.train_step(x[order], y[order], 0.1)
     assert _max_rel(m, r) <= TOL64
+
+
+def test_eval_train_must_be_a_bool():
+    x, y = _data(40, 50, "uint8")
+    m = mm.MLP([50, 20, 10], seed=0)
+    before = [w.copy() for w in m.weights]
+    with pytest.raises(TypeError, match="eval_train must be True or False, got 'no'"):
+        m.fit(x, y, eval_train="no")
+    assert all(np.array_equal(a, b) for a, b in zip(before, m.weights))  # raised before training

@@ -200,6 +200,8 @@ class MLP:
         lr = V.positive_float("lr", lr)
         batch_size = V.positive_int("batch_size", batch_size)
         threads = V.num_threads(num_threads)
+        if not isinstance(eval_train, (bool, np.bool_)):
+            raise TypeError(f"eval_train must be True or False, got {eval_train!r}")
         if progress is not None and not callable(progress):
             raise TypeError(f"progress must be callable, got {progress!r}")
         if callback is not None and not callable(callback):
