@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <optional>
@@ -179,6 +180,52 @@ py::array param_view(py::object owner, T* ptr, std::vector<py::ssize_t> shape) {
     return py::array(py::dtype::of<T>(), shape, {}, ptr, owner);
 }
 
+// The update stage's configuration from the dict optim.py builds (every key
+// present; the Python layer has validated the values).
+OptConfig opt_config(const py::dict& d) {
+    OptConfig o;
+    const std::string kind = d["kind"].cast<std::string>();
+    if (kind == "sgd") o.kind = OptKind::sgd;
+    else if (kind == "adam") o.kind = OptKind::adam;
+    else if (kind == "rmsprop") o.kind = OptKind::rmsprop;
+    else if (kind == "sgd_sklearn") o.kind = OptKind::sgd_sklearn;
+    else if (kind == "adam_sklearn") o.kind = OptKind::adam_sklearn;
+    else throw py::value_error("unknown optimizer kind '" + kind + "'");
+    o.lr = d["lr"].cast<double>();
+    o.momentum = d["momentum"].cast<double>();
+    o.dampening = d["dampening"].cast<double>();
+    o.nesterov = d["nesterov"].cast<bool>();
+    o.weight_decay = d["weight_decay"].cast<double>();
+    o.decoupled = d["decoupled"].cast<bool>();
+    o.decay_biases = d["decay_biases"].cast<bool>();
+    o.decay_over_rows = d["decay_over_rows"].cast<bool>();
+    o.beta1 = d["beta1"].cast<double>();
+    o.beta2 = d["beta2"].cast<double>();
+    o.eps = d["eps"].cast<double>();
+    o.amsgrad = d["amsgrad"].cast<bool>();
+    o.alpha = d["alpha"].cast<double>();
+    o.centered = d["centered"].cast<bool>();
+    if (!(o.lr > 0) || !std::isfinite(o.lr)) throw py::value_error("lr must be a positive finite number");
+    return o;
+}
+
+Activation activation_named(const std::string& a) {
+    if (a == "relu") return Activation::relu;
+    if (a == "tanh") return Activation::tanh;
+    if (a == "logistic") return Activation::logistic;
+    if (a == "identity") return Activation::identity;
+    throw py::value_error("activation must be 'relu', 'tanh', 'logistic' or 'identity', got '" + a + "'");
+}
+const char* activation_name(Activation a) {
+    switch (a) {
+        case Activation::tanh: return "tanh";
+        case Activation::logistic: return "logistic";
+        case Activation::identity: return "identity";
+        case Activation::relu: break;
+    }
+    return "relu";
+}
+
 template <class T>
 void bind_model(py::module_& m, const char* name) {
     using M = Model<T>;
@@ -199,11 +246,35 @@ void bind_model(py::module_& m, const char* name) {
             for (int l = 0; l < mo.nlayers(); ++l) out.append(param_view<T>(self, mo.bias(l), {mo.sizes()[l + 1]}));
             return out;
         })
+        .def_property(
+            "activation", [](const M& mo) { return std::string(activation_name(mo.activation())); },
+            [](M& mo, const std::string& a) { mo.set_activation(activation_named(a)); })
+        // Views of the optimizer's state slot `slot`: (weights, biases), shaped as the parameters.
+        .def("state", [](py::object self, int slot) {
+            M& mo = self.cast<M&>();
+            if (slot < 0 || slot >= kStateSlots)
+                throw py::value_error("state slot must be in [0, " + std::to_string(kStateSlots) + ")");
+            py::list ws, bs;
+            for (int l = 0; l < mo.nlayers(); ++l) {
+                ws.append(param_view<T>(self, mo.state_weight(slot, l), {mo.sizes()[l], mo.sizes()[l + 1]}));
+                bs.append(param_view<T>(self, mo.state_bias(slot, l), {mo.sizes()[l + 1]}));
+            }
+            return py::make_tuple(ws, bs);
+        }, py::arg("slot"))
+        .def("zero_state", &M::zero_state)
+        .def_property(
+            "opt_step", [](const M& mo) { return mo.opt_step; },
+            [](M& mo, int64_t s) {
+                if (s < 0) throw py::value_error("the optimizer's step count must be >= 0");
+                mo.opt_step = s;
+            })
         .def(
             "train_epoch",
             [](M& mo, const py::array& x, const Labels& y, std::optional<py::array_t<int64_t, py::array::c_style>> order,
                int64_t batch, double lr, bool sparse, bool stop_on_nonfinite, std::optional<int> threads,
-               const NonzeroIndexData* index, py::object progress, const BatchPlanData* plan) {
+               const NonzeroIndexData* index, py::object progress, const BatchPlanData* plan,
+               std::optional<py::dict> opt, std::optional<std::vector<double>> dropout, uint64_t dropout_seed,
+               int64_t epoch) {
                 InputView xv = input_view(x, mo.sizes()[0]);
                 const int64_t n = xv.rows;
                 check_labels(y, n, mo.sizes().back());
@@ -219,6 +290,24 @@ void bind_model(py::module_& m, const char* name) {
                 }
                 TrainJob<T> job{mo.view(), xv, y.data(), ord, n, batch, (T)lr, sparse, stop_on_nonfinite,
                                 &StopCheck::check, nullptr};
+                if (opt) {
+                    job.opt = opt_config(*opt);
+                    if (job.opt.lr != lr) throw py::value_error("lr and the optimizer's lr differ");
+                } else {
+                    job.opt.lr = lr;
+                }
+                job.opt.step0 = mo.opt_step;
+                job.state_w = mo.state_weights();
+                job.state_b = mo.state_biases();
+                if (dropout) {
+                    if ((int64_t)dropout->size() != mo.nlayers() - 1)
+                        throw py::value_error("dropout needs one rate per hidden layer");
+                    for (double p : *dropout)
+                        if (!(p >= 0 && p < 1)) throw py::value_error("dropout rates must be in [0, 1)");
+                    job.dropout = dropout->data();
+                }
+                job.dropout_seed = dropout_seed;
+                job.epoch = epoch;
                 StopCheck stop;
                 stop.progress = progress;
                 stop.total = (n + batch - 1) / batch;
@@ -242,6 +331,7 @@ void bind_model(py::module_& m, const char* name) {
                     py::gil_scoped_release nogil;
                     k.train_epoch(job);
                 }
+                mo.opt_step += job.batches_done;  // also when interrupted: those steps were taken
                 stop.rethrow();
                 py::dict r;
                 r["batches"] = job.batches_done;
@@ -254,7 +344,9 @@ void bind_model(py::module_& m, const char* name) {
             },
             py::arg("x"), py::arg("y"), py::arg("order"), py::arg("batch_size"), py::arg("lr"),
             py::arg("sparse") = true, py::arg("stop_on_nonfinite") = true, py::arg("num_threads") = py::none(),
-            py::arg("index") = nullptr, py::arg("progress") = py::none(), py::arg("plan") = nullptr)
+            py::arg("index") = nullptr, py::arg("progress") = py::none(), py::arg("plan") = nullptr,
+            py::arg("optimizer") = py::none(), py::arg("dropout") = py::none(), py::arg("dropout_seed") = 0,
+            py::arg("epoch") = 0)
         .def(
             "evaluate",
             [](M& mo, const py::array& x, std::optional<Labels> y, bool want_probs, bool want_pred,
@@ -497,13 +589,15 @@ PYBIND11_MODULE(_core, m) {
     // (a NonzeroIndex: the first layer over the nonzero pixels) or "none".
     m.def(
         "training_aid",
-        [](int nlayers, int64_t batch, int64_t n, bool u8, int64_t features, bool shuffled, bool sparse) -> std::string {
+        [](int nlayers, int64_t batch, int64_t n, bool u8, int64_t features, bool shuffled, bool sparse,
+           const std::string& activation, bool plain) -> std::string {
             if (!u8 || !sparse || features > 65536) return "none";
-            if (!shuffled && fused_one_hidden(nlayers, std::min(batch, n), Activation::relu)) return "plan";
+            if (!shuffled && fused_one_hidden(nlayers, std::min(batch, n), activation_named(activation), plain))
+                return "plan";
             return "index";
         },
         py::arg("nlayers"), py::arg("batch_size"), py::arg("n"), py::arg("uint8"), py::arg("features"),
-        py::arg("shuffled"), py::arg("sparse"));
+        py::arg("shuffled"), py::arg("sparse"), py::arg("activation") = "relu", py::arg("plain") = true);
 
     py::class_<NonzeroIndexData>(m, "NonzeroIndex")
         .def(py::init([](const py::array& x, std::optional<int> threads) {

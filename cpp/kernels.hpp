@@ -92,10 +92,38 @@ struct BatchPlan {
 // the activation's output, as scikit-learn's DERIVATIVES are.
 enum class Activation : int { relu = 0, tanh = 1, logistic = 2, identity = 3 };
 
+// The update stage's rules (kernels/update.inc): torch.optim's SGD (momentum,
+// dampening, Nesterov, weight decay), Adam (AdamW: decoupled decay; AMSGrad) and
+// RMSprop (momentum, centered), and scikit-learn's SGD and Adam (whose momentum
+// and epsilon sit elsewhere in the formulas) for MLPClassifier.
+enum class OptKind : int { sgd = 0, adam = 1, rmsprop = 2, sgd_sklearn = 3, adam_sklearn = 4 };
+constexpr int kStateSlots = 3;  // per-parameter state arrays, at most (Adam with AMSGrad, centered RMSprop with momentum)
+struct OptConfig {
+    OptKind kind = OptKind::sgd;
+    double lr = 0.1;
+    double momentum = 0, dampening = 0;
+    bool nesterov = false;
+    double weight_decay = 0;       // torch: g += wd p (Adam, SGD, RMSprop); AdamW: p *= 1 - lr wd
+    bool decoupled = false;        // AdamW
+    bool decay_biases = true;      // torch decays every parameter; scikit-learn's alpha only the weights
+    bool decay_over_rows = false;  // scikit-learn: the L2 term's gradient is alpha W / batch rows
+    double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+    bool amsgrad = false;
+    double alpha = 0.99;  // RMSprop's smoothing constant
+    bool centered = false;
+    int64_t step0 = 0;  // steps taken before this epoch with this state (the first step is step0 + 1)
+};
+// Plain SGD, p -= lr g: no state, and a gradient that is zero where the batch
+// has no input leaves those weights alone (what the fused variants rely on).
+inline bool plain_sgd(const OptConfig& o) {
+    return (o.kind == OptKind::sgd || o.kind == OptKind::sgd_sklearn) && o.momentum == 0 && o.weight_decay == 0;
+}
+
 // The one rule for the fused variant, shared by the engine's kernel choice
-// (engine_choice) and by what fit prepares for it (a BatchPlan).
-inline bool fused_one_hidden(int nlayers, int64_t batch, Activation act) {
-    return nlayers == 2 && batch <= kFastMaxBatch && act == Activation::relu;
+// (engine_choice) and by what fit prepares for it (a BatchPlan). `plain`: plain
+// SGD and no dropout (the variant fuses both into its arithmetic).
+inline bool fused_one_hidden(int nlayers, int64_t batch, Activation act, bool plain) {
+    return plain && nlayers == 2 && batch <= kFastMaxBatch && act == Activation::relu;
 }
 
 // A network as plain pointers into the model's single parameter allocation.
@@ -118,7 +146,7 @@ struct TrainJob {
     const int64_t* order;   // permutation of [0, n) or nullptr for 0..n-1
     int64_t n;
     int64_t batch;
-    T lr;
+    T lr;                   // opt.lr in T, for the fused variant
     bool sparse;            // skip zero inputs (same sums, fewer terms)
     bool stop_on_nonfinite; // end the epoch after the first batch whose loss is NaN/Inf
     // Called between batches about every millisecond with the batches done so far
@@ -128,6 +156,16 @@ struct TrainJob {
     int nthreads = 1;
     const NonzeroIndex* nz = nullptr;  // optional index of job.x (uint8)
     const BatchPlan* plan = nullptr;   // optional, built from x for this batch; only when order is nullptr
+    OptConfig opt;                     // the update stage (opt.lr == lr)
+    // The optimizer's state: slot s of W_l at state_w[s * nlayers + l], same
+    // shape as W_l, and of b_l at state_b[...]; null when the rule has none.
+    T* const* state_w = nullptr;
+    T* const* state_b = nullptr;
+    // Inverted dropout after each hidden layer's activation: rate dropout[h - 1]
+    // for hidden layer h (nullptr: none), masks keyed by (seed, epoch, sample, unit).
+    const double* dropout = nullptr;
+    uint64_t dropout_seed = 0;
+    int64_t epoch = 0;
     // results
     int64_t batches_done = 0;
     int64_t samples_done = 0;

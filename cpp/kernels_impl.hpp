@@ -795,6 +795,7 @@ static double softmax_xent_rows(T* probs, T* dlogits, const T* z, const int32_t*
 #include "kernels/activations.inc"
 #include "kernels/sparse_first_layer.inc"
 #include "kernels/update.inc"
+#include "kernels/dropout.inc"
 #include "kernels/backward_rows.inc"
 #include "engine/train_epoch.inc"
 
@@ -823,7 +824,8 @@ constexpr bool EVAL_GROUPED = MM_VBYTES == 64;
 template <class T>
 static void sparse_first_layer(T* out, int64_t ldo, const InputView& x, int64_t start, int64_t rows,
                                const T* w1p, const T* b1p, int64_t Hp, const T* lut, int32_t* idx, T* val,
-                               int32_t* cnt, T* xd, uint64_t* used) {
+                               int32_t* cnt, T* xd, uint64_t* used, bool relu) {
+    // relu: store through ReLU, else the pre-activations (the caller applies f)
     // out: (rows + EVAL_GROUP - 1, Hp); idx, val: (rows, D); cnt: (rows);
     // xd: (D, EVAL_GROUP) zeros; used: ((D + 63) / 64) zeros
     constexpr int L = MM_VBYTES / (int)sizeof(T);
@@ -888,7 +890,8 @@ static void sparse_first_layer(T* out, int64_t ldo, const InputView& x, int64_t 
                 T* o = out + q * G * ldo + j;
                 const int32_t* qk = idx + q * D;
                 const T* qx = val + q * D * G;
-                fwd_union_block(nb, o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]);
+                if (relu) fwd_union_block<true>(nb, o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]);
+                else fwd_union_block<false>(nb, o, ldo, orow, b1p + j, w1p + j, Hp, qk, qx, lut, nus[q]);
             }
         }
         return;
@@ -899,8 +902,13 @@ static void sparse_first_layer(T* out, int64_t ldo, const InputView& x, int64_t 
         const int64_t j = v0 * L;
         const int nb = (int)tmin<int64_t>(FWD_BLOCK, nv - v0);
         for (int64_t r = 0; r < rows; ++r) {
-            MM_BLOCK_SWITCH(fwd_block, nb, out + r * ldo + j, b1p + j, w1p + j, Hp, idx + r * D, val + r * D, lut,
-                            cnt[r])
+            if (relu) {
+                MM_BLOCK_SWITCH(fwd_block, nb, out + r * ldo + j, b1p + j, w1p + j, Hp, idx + r * D, val + r * D, lut,
+                                cnt[r])
+            } else {
+                MM_BLOCK_SWITCH(fwd_block_linear, nb, out + r * ldo + j, b1p + j, w1p + j, Hp, idx + r * D,
+                                val + r * D, lut, cnt[r])
+            }
         }
     }
 }
@@ -911,7 +919,7 @@ static void sparse_first_layer(T* out, int64_t ldo, const InputView& x, int64_t 
 // every epoch).
 template <class T>
 static void plan_first_layer(T* out, int64_t ldo, const BatchPlan& plan, int64_t b0, int64_t rows, const T* w1p,
-                             const T* b1p, int64_t Hp, const T* lut) {
+                             const T* b1p, int64_t Hp, const T* lut, bool relu) {
     // out: (rows + 1, Hp), the last row a spare for the missing rows of short groups
     constexpr int L = MM_VBYTES / (int)sizeof(T);
     constexpr int G = kPlanGroup;
@@ -923,8 +931,12 @@ static void plan_first_layer(T* out, int64_t ldo, const BatchPlan& plan, int64_t
             const int64_t ng = (tmin(S, plan.n - b * S) + G - 1) / G;
             for (int64_t q = 0; q < ng; ++q) {
                 const PlanGroup pg = plan_group(plan, b * plan.gpb + q, (b - b0) * S, rows);
-                fwd_pattern_block<true>(nb, out + j, ldo, pg.orow, b1p + j, w1p + j, Hp, pg.fk, pg.fx, pg.pat, lut,
-                                        pg.nu);
+                if (relu)
+                    fwd_pattern_block<true>(nb, out + j, ldo, pg.orow, b1p + j, w1p + j, Hp, pg.fk, pg.fx, pg.pat, lut,
+                                            pg.nu);
+                else
+                    fwd_pattern_block<false>(nb, out + j, ldo, pg.orow, b1p + j, w1p + j, Hp, pg.fk, pg.fx, pg.pat,
+                                             lut, pg.nu);
             }
         }
     }
@@ -952,6 +964,8 @@ static void evaluate_t(EvalJob<T>& job) {
     double* sl = slot_loss.as<double>();
     int64_t* sc = slot_correct.as<int64_t>();
     const int nt = job.nthreads > 0 ? job.nthreads : 1;
+    const ActivationFns<T> act = activation_fns<T>(net.act);
+    const bool relu = net.act == Activation::relu;
 
     const int64_t Hp = (H + GRP - 1) / GRP * GRP;
     // With one hidden layer, the logits are dot products with W2^T's padded rows
@@ -1007,10 +1021,13 @@ static void evaluate_t(EvalJob<T>& job) {
             int64_t ld_in = D;
             if (sparse) {
                 if (use_plan)
-                    plan_first_layer(in, Hp, *job.plan, start / job.plan->span, rows, w1p, b1p, Hp, lut);
+                    plan_first_layer(in, Hp, *job.plan, start / job.plan->span, rows, w1p, b1p, Hp, lut, relu);
                 else
                     sparse_first_layer(in, Hp, job.x, start, rows, w1p, b1p, Hp, lut, nz_idx, nz_val, nz_cnt, xd,
-                                       used);
+                                       used, relu);
+                // Other activations: f over the layer's units (the padded columns
+                // past H are never read: W2's padded rows are zero or not used).
+                if (!relu) act.bias_act(in, Hp, nullptr, rows, H);
                 first = 1;
                 ld_in = Hp;
             } else {
@@ -1032,13 +1049,8 @@ static void evaluate_t(EvalJob<T>& job) {
                 const int64_t C = net.sizes[l], OC = net.sizes[l + 1];
                 GemmJob<T> g{rows, OC, C, in, ld_in, false, net.w[l], OC, false, out, OC, 1};
                 gemm_t(g);
-                const T* b = net.b[l];
-                for (int64_t r = 0; r < rows; ++r) {
-                    T* o = out + r * OC;
-                    for (int64_t j = 0; j < OC; ++j) o[j] += b[j];
-                    if (l + 1 < L)
-                        for (int64_t j = 0; j < OC; ++j) o[j] = o[j] > T(0) ? o[j] : T(0);
-                }
+                if (l + 1 < L) act.bias_act(out, OC, net.b[l], rows, OC);
+                else bias_rows(out, OC, net.b[l], rows, OC);
                 T* t = in; in = out; out = t;
                 ld_in = OC;
             }

@@ -1,5 +1,6 @@
 #include "mlp.hpp"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -27,17 +28,30 @@ Model<T>::Model(std::vector<int64_t> sizes) : sizes_(std::move(sizes)) {
         offs.push_back(total);
         total += round_up((size_t)sizes_[l + 1], per_align);
     }
-    params_ = static_cast<T*>(std::aligned_alloc(kAlign, round_up(total * sizeof(T), kAlign)));
-    if (!params_) throw std::bad_alloc();
-    std::memset(params_, 0, total * sizeof(T));
+    stride_ = total;
+    const size_t copies = 1 + kStateSlots;
+    if (total > (SIZE_MAX - kAlign) / sizeof(T) / copies) throw std::bad_alloc();
+    raw_ = std::calloc(total * copies * sizeof(T) + kAlign, 1);
+    if (!raw_) throw std::bad_alloc();
+    params_ = reinterpret_cast<T*>(round_up(reinterpret_cast<uintptr_t>(raw_), kAlign));
     for (int l = 0; l < nlayers(); ++l) {
         w_.push_back(params_ + offs[2 * l]);
         b_.push_back(params_ + offs[2 * l + 1]);
     }
+    for (size_t s = 1; s < copies; ++s)
+        for (int l = 0; l < nlayers(); ++l) {
+            sw_.push_back(params_ + s * stride_ + offs[2 * l]);
+            sb_.push_back(params_ + s * stride_ + offs[2 * l + 1]);
+        }
 }
 
 template <class T>
-Model<T>::~Model() { std::free(params_); }
+void Model<T>::zero_state() {
+    std::memset(params_ + stride_, 0, sizeof(T) * stride_ * kStateSlots);
+}
+
+template <class T>
+Model<T>::~Model() { std::free(raw_); }
 
 template <class T>
 size_t Model<T>::num_params() const {

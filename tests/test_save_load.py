@@ -22,7 +22,7 @@ def test_saved_file_holds_sizes_dtype_version_history(tmp_path):
     path = tmp_path / "m.npz"
     m.save(path)
     with np.load(path, allow_pickle=False) as f:
-        assert str(f["format"]) == "mnist_mlp.MLP/1"
+        assert str(f["format"]) == "mnist_mlp.MLP/2"
         assert str(f["version"]) == mm.__version__
         assert f["layer_sizes"].tolist() == [6, 5, 4, 3]
         assert str(f["dtype"]) == "float64"

@@ -3,7 +3,8 @@ and checked against a plain NumPy reference (`mnist_mlp.reference`)."""
 
 from __future__ import annotations
 
-from . import _core, ops, reference
+from . import _core, ops, optim, reference
+from .callbacks import EarlyStopping
 from .idx import IdxError, load_mnist, read_idx, write_idx
 from . import datasets
 from .model import MLP
@@ -14,6 +15,7 @@ from . import images, plots  # matplotlib and Pillow are imported only when used
 __version__: str = _core.__version__
 
 __all__ = [
+    "EarlyStopping",
     "MLP",
     "MLPClassifier",
     "NN",
@@ -23,6 +25,7 @@ __all__ = [
     "images",
     "load_mnist",
     "ops",
+    "optim",
     "plots",
     "read_idx",
     "reference",

@@ -30,7 +30,15 @@ def max_threads() -> int:
     """Threads used when num_threads is None (OpenMP's maximum; 1 without OpenMP)."""
 
 def training_aid(
-    nlayers: int, batch_size: int, n: int, uint8: bool, features: int, shuffled: bool, sparse: bool
+    nlayers: int,
+    batch_size: int,
+    n: int,
+    uint8: bool,
+    features: int,
+    shuffled: bool,
+    sparse: bool,
+    activation: str = "relu",
+    plain: bool = True,
 ) -> str:
     """What fit prepares once for the engine: "plan" (a BatchPlan), "index" (a NonzeroIndex) or "none"."""
 
@@ -121,6 +129,20 @@ class _Model(Generic[_F]):
         """Views (fan_in, fan_out) of the weight matrices; they keep the model alive."""
     def biases(self) -> list[NDArray[_F]]:
         """Views (fan_out,) of the bias vectors."""
+    @property
+    def activation(self) -> str:
+        """"relu", "tanh", "logistic" or "identity": every hidden layer's."""
+    @activation.setter
+    def activation(self, value: str) -> None: ...
+    @property
+    def opt_step(self) -> int:
+        """Steps the optimizer's state has taken."""
+    @opt_step.setter
+    def opt_step(self, value: int) -> None: ...
+    def state(self, slot: int) -> tuple[list[NDArray[_F]], list[NDArray[_F]]]:
+        """Views of the optimizer's state slot (0..2), shaped as (weights, biases)."""
+    def zero_state(self) -> None:
+        """Zeroes every state slot."""
     def train_epoch(
         self,
         x: np.ndarray,
@@ -134,8 +156,14 @@ class _Model(Generic[_F]):
         index: NonzeroIndex | None = None,
         progress: Callable[[int, int], object] | None = None,
         plan: BatchPlan | None = None,
+        optimizer: dict[str, Any] | None = None,
+        dropout: list[float] | None = None,
+        dropout_seed: int = 0,
+        epoch: int = 0,
     ) -> _TrainEpochResult:
-        """One epoch of SGD over x (uint8/float32/float64, 2-D) in ``order`` (None: in order)."""
+        """One epoch over x (uint8/float32/float64, 2-D) in ``order`` (None: in order), with
+        the update rule ``optimizer`` (optim.py's _config; None: plain SGD at lr) and
+        dropout rates per hidden layer keyed by (dropout_seed, epoch, sample, unit)."""
     def evaluate(
         self,
         x: np.ndarray,

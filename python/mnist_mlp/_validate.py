@@ -129,3 +129,36 @@ def labels(y: Any, n: int, classes: int, *, name: str = "y") -> np.ndarray:
     # Always a private copy: the core reads labels without the GIL, so a caller's
     # array must not change under it after the range check.
     return np.array(y, dtype=np.int32, order="C", copy=True)
+
+
+ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
+
+
+def activation(value: Any) -> str:
+    if not isinstance(value, str) or value not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, got {value!r}")
+    return value
+
+
+def dropout(value: Any, hidden: int) -> list[float]:
+    """One rate in [0, 1) per hidden layer, from a float or a sequence of them."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"dropout must be a float in [0, 1) or one per hidden layer, got {value!r}")
+    if isinstance(value, numbers.Real):
+        rates = [float(value)] * hidden
+    else:
+        try:
+            rates = list(value)
+        except TypeError as e:
+            raise TypeError(f"dropout must be a float in [0, 1) or one per hidden layer, got {value!r}") from e
+        if len(rates) != hidden:
+            raise ValueError(f"dropout has {len(rates)} rates but the network has {hidden} hidden layers")
+    out = []
+    for i, p in enumerate(rates):
+        if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
+            raise TypeError(f"dropout[{i}] must be a real number, got {p!r}")
+        p = float(p)
+        if not (0.0 <= p < 1.0):
+            raise ValueError(f"dropout rates must be in [0, 1), got {p!r}")
+        out.append(p)
+    return out

@@ -14,30 +14,58 @@ import numpy as np
 from . import _core
 from ._files import atomic_write
 from . import _validate as V
-from .reference import initial_params, shuffle_rng
+from . import optim as _optim
+from .callbacks import EarlyStopping
+from .reference import dropout_seed_of, initial_params, shuffle_rng
 
 __all__ = ["MLP"]
 
-_FORMAT = "mnist_mlp.MLP/1"
+_FORMAT = "mnist_mlp.MLP/2"
+_FORMATS_READ = ("mnist_mlp.MLP/1", _FORMAT)
+_NO_STATE: tuple[str, tuple[str, ...]] = ("sgd", ())  # plain SGD's state: none
+_SLOT_COUNT = range(3)  # the C++ model's state slots (kStateSlots)
 
 
 class MLP:
-    """A multilayer perceptron: ReLU hidden layers, softmax output, cross-entropy
-    loss, trained by plain mini-batch SGD in C++.
+    """A multilayer perceptron: hidden layers with one activation, softmax
+    output, cross-entropy loss, trained by mini-batch SGD (or an optimizer from
+    `mnist_mlp.optim`) in C++.
 
     ``layer_sizes`` lists the width of every layer, input first, e.g.
-    ``[784, 300, 10]``. Weights are stored (fan_in, fan_out) in one C++
-    allocation; ``weights`` and ``biases`` are NumPy views of it (writes go
-    straight to the model). The initial weights are the seed notebook's,
+    ``[784, 300, 10]``. ``activation`` is that of every hidden layer: "relu"
+    (the seed's), "tanh", "logistic" or "identity". ``dropout`` is the rate of
+    inverted dropout after each hidden layer's activation, in training only: one
+    float for all, or one per hidden layer (0 for none). Its masks are a function
+    of (seed, epoch, sample, unit), so they do not depend on the thread count or
+    the batch size, and `mnist_mlp.reference.NumpyMLP` reproduces them.
+
+    Weights are stored (fan_in, fan_out) in one C++ allocation, with the
+    optimizer's state; ``weights`` and ``biases`` are NumPy views of it (writes
+    go straight to the model). The initial weights are the seed notebook's,
     N(0, 1) / sqrt(fan_in) with zero biases, drawn from
     ``np.random.default_rng(seed)``; `mnist_mlp.reference.NumpyMLP` with the same
     seed starts from the same weights.
     """
 
-    def __init__(self, layer_sizes: Sequence[int], *, seed: Any = None, dtype: Any = np.float32):
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        *,
+        activation: str = "relu",
+        dropout: Any = 0.0,
+        seed: Any = None,
+        dtype: Any = np.float32,
+    ):
         sizes = V.layer_sizes(layer_sizes)
         self._dtype = V.model_dtype(dtype)
+        self._activation = V.activation(activation)
+        self._dropout = V.dropout(dropout, len(sizes) - 2)
         self._core = (_core.ModelF32 if self._dtype == np.float32 else _core.ModelF64)(sizes)
+        self._core.activation = self._activation
+        self._dropout_seed = dropout_seed_of(None if seed is _NO_INIT else seed)
+        # What the optimizer's state belongs to (kind, slot names); the state and
+        # its step count (self._core.opt_step) are in the C++ model.
+        self._opt_sig: tuple[str, tuple[str, ...]] = _NO_STATE
         # One call at a time per model: a second thread waits rather than
         # reading weights that are being updated.
         self._lock = threading.RLock()
@@ -51,11 +79,18 @@ class MLP:
     # -- parameters ------------------------------------------------------------
     @classmethod
     def from_weights(
-        cls, weights: Sequence[Any], biases: Sequence[Any], *, seed: Any = None
+        cls,
+        weights: Sequence[Any],
+        biases: Sequence[Any],
+        *,
+        activation: str = "relu",
+        dropout: Any = 0.0,
+        seed: Any = None,
     ) -> "MLP":
         """A model with the given parameters (copied). ``weights[l]`` is
         (fan_in, fan_out), ``biases[l]`` is (fan_out,); the dtype is that of
-        ``weights[0]`` (float32 or float64)."""
+        ``weights[0]`` (float32 or float64). ``seed`` seeds shuffling and the
+        dropout masks."""
         ws = [np.asarray(w) for w in weights]
         bs = [np.asarray(b) for b in biases]
         if len(ws) < 2:
@@ -77,8 +112,9 @@ class MLP:
                 if not np.isfinite(arr).all():
                     raise ValueError(f"{name} holds non-finite values")
             sizes.append(w.shape[1])
-        self = cls(sizes, seed=_NO_INIT, dtype=dtype)
+        self = cls(sizes, activation=activation, dropout=dropout, seed=_NO_INIT, dtype=dtype)
         self._shuffle = shuffle_rng(seed)
+        self._dropout_seed = dropout_seed_of(seed)
         self._set_params(ws, [b.reshape(-1) for b in bs])
         return self
 
@@ -108,8 +144,45 @@ class MLP:
     def num_params(self) -> int:
         return int(self._core.num_params)
 
+    @property
+    def activation(self) -> str:
+        """The hidden layers' activation."""
+        return self._activation
+
+    @property
+    def dropout(self) -> list[float]:
+        """The dropout rate after each hidden layer."""
+        return list(self._dropout)
+
+    @property
+    def optimizer_state(self) -> dict[str, Any]:
+        """The optimizer's state, copied: ``kind``, ``step`` (steps taken), ``slots``
+        (the state arrays' names, torch's, e.g. "exp_avg") and, per name, a pair
+        (weights, biases) of lists shaped as the parameters."""
+        kind, names = self._opt_sig
+        out: dict[str, Any] = {"kind": kind, "step": self._core.opt_step, "slots": list(names)}
+        for slot, name in enumerate(names):
+            if name:
+                ws, bs = self._core.state(slot)
+                out[name] = ([np.array(w) for w in ws], [np.array(b) for b in bs])
+        return out
+
+    def reset_optimizer(self) -> None:
+        """Forgets the optimizer's state (the next fit starts its step count at 0)."""
+        with self._locked("reset_optimizer"):
+            self._reset_state(_NO_STATE)
+
+    def _reset_state(self, sig: tuple[str, tuple[str, ...]]) -> None:
+        if any(self._opt_sig[1]):
+            self._core.zero_state()
+        self._opt_sig = sig
+        self._core.opt_step = 0
+
     def __repr__(self) -> str:
-        return f"MLP({self.layer_sizes}, dtype={self._dtype.name})"
+        extra = "" if self._activation == "relu" else f", activation={self._activation!r}"
+        if any(self._dropout):
+            extra += f", dropout={self._dropout if len(set(self._dropout)) > 1 else self._dropout[0]!r}"
+        return f"MLP({self.layer_sizes}{extra}, dtype={self._dtype.name})"
 
     @contextlib.contextmanager
     def _locked(self, what: str, *, training: bool = False) -> Iterator[None]:
@@ -130,17 +203,54 @@ class MLP:
             return {
                 "layer_sizes": self.layer_sizes,
                 "dtype": self._dtype.name,
+                "activation": self._activation,
+                "dropout": list(self._dropout),
+                "dropout_seed": self._dropout_seed,
                 "weights": [np.array(w) for w in self.weights],
                 "biases": [np.array(b) for b in self.biases],
                 "history": [dict(h) for h in self.history],
                 "shuffle_state": self._shuffle.bit_generator.state,
+                "optimizer_state": self.optimizer_state,
             }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["layer_sizes"], seed=_NO_INIT, dtype=state["dtype"])  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["layer_sizes"], activation=state.get("activation", "relu"), dropout=state.get("dropout", 0.0),
+            seed=_NO_INIT, dtype=state["dtype"],
+        )
         self._set_params(state["weights"], state["biases"])
         self.history = state["history"]
         self._shuffle.bit_generator.state = state["shuffle_state"]
+        if "dropout_seed" in state:
+            self._dropout_seed = int(state["dropout_seed"])
+        if "optimizer_state" in state:
+            self._restore_state(state["optimizer_state"], "pickled state")
+
+    def _restore_state(self, st: dict[str, Any], where: str) -> None:
+        """Puts back an `optimizer_state` dict (from pickling or a file)."""
+        kind, step = str(st["kind"]), int(st["step"])
+        names = tuple(str(n) for n in st["slots"])
+        if len(names) > len(_SLOT_COUNT):
+            raise ValueError(f"{where}: the optimizer state names {len(names)} state arrays, at most 3 are kept")
+        if step < 0:
+            raise ValueError(f"{where}: the optimizer's step count is negative ({step})")
+        for slot, name in enumerate(names):
+            if not name:
+                continue
+            ws, bs = self._core.state(slot)
+            sw, sb = st[name]
+            if len(sw) != len(ws) or len(sb) != len(bs):
+                raise ValueError(f"{where}: optimizer state {name!r} has the wrong number of layers")
+            for l, (dst, src) in enumerate(zip(list(ws) + list(bs), list(sw) + list(sb))):
+                src = np.asarray(src)
+                if src.shape != dst.shape or src.dtype != dst.dtype:
+                    raise ValueError(
+                        f"{where}: optimizer state {name!r} holds {src.dtype} {src.shape} where the model needs "
+                        f"{dst.dtype} {dst.shape}"
+                    )
+                dst[...] = src
+        self._opt_sig = (kind, names)
+        self._core.opt_step = step
 
     # -- training --------------------------------------------------------------
     def fit(
@@ -148,7 +258,7 @@ class MLP:
         x: Any,
         y: Any,
         epochs: int = 1,
-        lr: float = 0.1,
+        lr: float | None = None,
         batch_size: int = 8,
         shuffle: bool = False,
         validation_data: tuple[Any, Any] | None = None,
@@ -160,8 +270,24 @@ class MLP:
         callback: Callable[[dict], Any] | None = None,
         progress: Callable[[int, int], Any] | None = None,
         eval_train: bool = True,
+        optimizer: _optim.Optimizer | None = None,
+        lr_schedule: Any = None,
+        validation_split: float = 0.0,
+        early_stopping: EarlyStopping | None = None,
     ) -> list[dict]:
         """Trains in place with mini-batch SGD and returns one dict per epoch.
+
+        ``optimizer`` is one of `mnist_mlp.optim` (SGD with momentum, Adam,
+        AdamW, RMSprop: torch.optim's formulas and defaults); None is plain SGD
+        at ``lr`` (default 0.1), the seed's ``W -= lr * g``. Give the learning
+        rate to one or the other: passing both raises. The optimizer's state
+        stays in the model between fits (see `mnist_mlp.optim`).
+        ``lr_schedule`` scales the learning rate per epoch: a schedule from
+        `mnist_mlp.optim` or a callable from the model's epoch to a factor.
+        ``validation_split`` holds out the last fraction of ``x`` and ``y`` (as
+        Keras does, before any shuffling) as validation data.
+        ``early_stopping`` is an `EarlyStopping`; the records then also tell
+        ``lr``.
 
         ``x`` is (n, features) or (n, 28, 28): uint8 pixels (scaled by 1/255
         inside the kernel; no float copy of the data is made) or float32 /
@@ -197,7 +323,26 @@ class MLP:
         x = V.inputs(x, sizes[0])
         y = V.labels(y, len(x), sizes[-1])
         epochs = V.positive_int("epochs", epochs)
-        lr = V.positive_float("lr", lr)
+        if optimizer is not None:
+            if not isinstance(optimizer, _optim.Optimizer):
+                raise TypeError(
+                    f"optimizer must be one of mnist_mlp.optim (SGD, Adam, AdamW, RMSprop) or None, got {optimizer!r}"
+                )
+            if lr is not None:
+                raise ValueError(
+                    "pass the learning rate either as lr (plain SGD) or in the optimizer, not both: "
+                    f"got lr={lr!r} and {optimizer!r}"
+                )
+            base_lr = optimizer.lr
+        else:
+            base_lr = V.positive_float("lr", 0.1 if lr is None else lr)
+        schedule = _optim.schedule(lr_schedule)
+        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+            raise TypeError(f"early_stopping must be an mnist_mlp.EarlyStopping or None, got {early_stopping!r}")
+        if isinstance(validation_split, (bool, np.bool_)) or not isinstance(validation_split, (int, float, np.floating)):
+            raise TypeError(f"validation_split must be a float in [0, 1), got {validation_split!r}")
+        if not 0.0 <= float(validation_split) < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
         batch_size = V.positive_int("batch_size", batch_size)
         threads = V.num_threads(num_threads)
         if not isinstance(eval_train, (bool, np.bool_)):
@@ -213,6 +358,24 @@ class MLP:
                 raise TypeError("validation_data must be a pair (x, y)") from e
             vx = V.inputs(vx, sizes[0], name="validation x")
             vy = V.labels(vy, len(vx), sizes[-1], name="validation y")
+        if validation_split > 0:
+            if validation_data is not None:
+                raise ValueError("pass validation_data or validation_split, not both")
+            split_at = int(len(x) * (1.0 - float(validation_split)))
+            if split_at < 1 or split_at >= len(x):
+                raise ValueError(
+                    f"validation_split={validation_split} leaves {split_at} of {len(x)} samples for training and "
+                    f"{len(x) - split_at} for validation; both need at least one"
+                )
+            x, vx, y, vy = x[:split_at], x[split_at:], y[:split_at], y[split_at:]
+            validation_data = (vx, vy)
+        if early_stopping is not None and early_stopping.needs_validation and validation_data is None:
+            raise ValueError(
+                f"early_stopping monitors {early_stopping.monitor!r}, which needs validation_data or validation_split"
+            )
+        sig = optimizer._signature() if optimizer is not None else _NO_STATE
+        plain = (optimizer is None or optimizer.is_plain_sgd) and not any(self._dropout)
+        dropout = list(self._dropout) if any(self._dropout) else None
         hist = []
         with self._locked("fit", training=True), self._training():
             # uint8 pixels: list the nonzeros once, so no epoch scans blank pixels again.
@@ -220,19 +383,30 @@ class MLP:
             # all now, once; shuffled, index each image's nonzeros.
             index = plan = None
             aid = _core.training_aid(
-                len(sizes) - 1, batch_size, len(x), x.dtype == np.uint8, x.shape[1], bool(shuffle), bool(sparse)
+                len(sizes) - 1, batch_size, len(x), x.dtype == np.uint8, x.shape[1], bool(shuffle), bool(sparse),
+                self._activation, plain,
             )
             if aid == "plan":
                 plan = _core.BatchPlan(x, batch_size, threads)
             elif aid == "index":
                 index = _core.NonzeroIndex(x, threads)
+            if sig != self._opt_sig:
+                self._reset_state(sig)
+            first_epoch = len(self.history)
+            if early_stopping is not None:
+                early_stopping._reset()
             for _ in range(epochs):
+                epoch = len(self.history)
+                lr = base_lr if schedule is None else schedule.lr(epoch, base_lr, samples_per_epoch=len(x))
+                lr = V.positive_float("the scheduled learning rate", lr)
+                cfg = optimizer._config(lr) if optimizer is not None else None
                 order = self._shuffle.permutation(len(x)).astype(np.int64) if shuffle else None
                 t0 = time.perf_counter()
                 self._busy = "epoch"
                 try:
                     r = self._core.train_epoch(
-                        x, y, order, batch_size, lr, bool(sparse), bool(stop_on_nan), threads, index, progress, plan
+                        x, y, order, batch_size, lr, bool(sparse), bool(stop_on_nan), threads, index, progress, plan,
+                        cfg, dropout, self._dropout_seed, epoch,
                     )
                 finally:
                     self._busy = "fit"
@@ -246,6 +420,8 @@ class MLP:
                         f"{r['first_nonfinite_batch']} (lr={lr} may be too high); the weights are no longer finite"
                     )
                 rec: dict[str, Any] = {"epoch": epoch, "seconds": seconds, "kernel": r["kernel"]}
+                if optimizer is not None or schedule is not None:
+                    rec["lr"] = lr
                 t1 = time.perf_counter()
                 if eval_train:
                     rec["train_loss"], rec["train_accuracy"] = self._evaluate(x, y, threads, plan)
@@ -259,6 +435,8 @@ class MLP:
                 hist.append(rec)
                 if verbose:
                     print(_epoch_line(rec), flush=True)
+                if early_stopping is not None and early_stopping._epoch_end(rec, self, first_epoch):
+                    break
                 if callback is not None and callback(dict(rec)) is False:
                     break
         return hist
@@ -307,8 +485,10 @@ class MLP:
 
     # -- persistence -----------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Writes an .npz (layer sizes, dtype, package version, history and the
-        parameters). The file appears complete or not at all."""
+        """Writes an .npz (layer sizes, dtype, activation, dropout, package
+        version, history, the parameters and the optimizer's state, so a loaded
+        model's fit continues exactly where this one's stopped). The file appears
+        complete or not at all."""
         from . import __version__
 
         path = os.fspath(path)
@@ -318,11 +498,22 @@ class MLP:
             "layer_sizes": np.array(self.layer_sizes, dtype=np.int64),
             "dtype": np.array(self._dtype.name),
             "history": np.array(json.dumps(self.history)),
+            "activation": np.array(self._activation),
+            "dropout": np.array(self._dropout, dtype=np.float64),
+            "dropout_seed": np.array(self._dropout_seed, dtype=np.uint64),
+            "shuffle_state": np.array(json.dumps(self._shuffle.bit_generator.state)),
         }
         with self._locked("save"):
             for l, (w, b) in enumerate(zip(self.weights, self.biases)):
                 arrays[f"w{l}"] = np.array(w)
                 arrays[f"b{l}"] = np.array(b)
+            st = self.optimizer_state
+            arrays["opt"] = np.array(json.dumps({"kind": st["kind"], "step": st["step"], "slots": st["slots"]}))
+            for slot, name in enumerate(st["slots"]):
+                if name:
+                    for l, (w, b) in enumerate(zip(*st[name])):
+                        arrays[f"opt{slot}_w{l}"] = w
+                        arrays[f"opt{slot}_b{l}"] = b
         with atomic_write(path, fsync=True) as f:
             np.savez(f, **arrays)
 
@@ -345,8 +536,10 @@ class MLP:
                 except Exception as e:
                     raise ValueError(f"{path}: field '{name}' is corrupt ({e})") from e
 
-            if str(field("format")) != _FORMAT:
-                raise ValueError(f"{path}: unknown model format {str(field('format'))!r}, expected {_FORMAT!r}")
+            fmt = str(field("format"))
+            if fmt not in _FORMATS_READ:
+                raise ValueError(f"{path}: unknown model format {fmt!r}, expected {_FORMAT!r}")
+            v2 = fmt == _FORMAT
             sizes = field("layer_sizes")
             if sizes.ndim != 1 or len(sizes) < 3 or sizes.dtype.kind not in "iu":
                 raise ValueError(f"{path}: field 'layer_sizes' is malformed: {sizes!r}")
@@ -369,8 +562,37 @@ class MLP:
                 history = json.loads(str(field("history")))
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}: field 'history' is not valid JSON ({e})") from e
-        model = cls.from_weights(ws, bs)
+            extra: dict[str, Any] = {}
+            if v2:
+                try:
+                    extra["activation"] = V.activation(str(field("activation")))
+                    extra["dropout"] = V.dropout(field("dropout").tolist(), len(sizes) - 2)
+                    seed = field("dropout_seed")
+                    if seed.shape != () or seed.dtype != np.uint64:
+                        raise ValueError("dropout_seed must be one uint64")
+                    extra["dropout_seed"] = int(seed)
+                    extra["shuffle_state"] = json.loads(str(field("shuffle_state")))
+                    opt = json.loads(str(field("opt")))
+                    if not isinstance(opt, dict) or not isinstance(opt.get("slots"), list):
+                        raise ValueError("field 'opt' is malformed")
+                    for slot, name in enumerate(opt["slots"]):
+                        if name:
+                            opt[name] = (
+                                [field(f"opt{slot}_w{l}") for l in range(len(sizes) - 1)],
+                                [field(f"opt{slot}_b{l}") for l in range(len(sizes) - 1)],
+                            )
+                    extra["opt"] = opt
+                except (ValueError, TypeError, KeyError, json.JSONDecodeError) as e:
+                    raise ValueError(f"{path}: {e}") from e
+        model = cls.from_weights(ws, bs, activation=extra.get("activation", "relu"), dropout=extra.get("dropout", 0.0))
         model.history = history
+        if v2:
+            model._dropout_seed = extra["dropout_seed"]
+            try:
+                model._shuffle.bit_generator.state = extra["shuffle_state"]
+                model._restore_state(extra["opt"], path)
+            except (ValueError, TypeError, KeyError) as e:
+                raise ValueError(f"{path}: the saved optimizer or shuffle state is malformed ({e})") from e
         return model
 
 
