@@ -142,7 +142,7 @@ def activation(value: Any) -> str:
 
 def dropout(value: Any, hidden: int) -> list[float]:
     """One rate in [0, 1) per hidden layer, from a float or a sequence of them."""
-    if isinstance(value, (bool, np.bool_)):
+    if isinstance(value, (bool, np.bool_, str, bytes)):
         raise TypeError(f"dropout must be a float in [0, 1) or one per hidden layer, got {value!r}")
     if isinstance(value, numbers.Real):
         rates = [float(value)] * hidden
