@@ -274,7 +274,7 @@ void bind_model(py::module_& m, const char* name) {
                int64_t batch, double lr, bool sparse, bool stop_on_nonfinite, std::optional<int> threads,
                const NonzeroIndexData* index, py::object progress, const BatchPlanData* plan,
                std::optional<py::dict> opt, std::optional<std::vector<double>> dropout, uint64_t dropout_seed,
-               int64_t epoch) {
+               int64_t epoch, bool sklearn_loss) {
                 InputView xv = input_view(x, mo.sizes()[0]);
                 const int64_t n = xv.rows;
                 check_labels(y, n, mo.sizes().back());
@@ -308,6 +308,7 @@ void bind_model(py::module_& m, const char* name) {
                 }
                 job.dropout_seed = dropout_seed;
                 job.epoch = epoch;
+                job.sklearn_loss = sklearn_loss;
                 StopCheck stop;
                 stop.progress = progress;
                 stop.total = (n + batch - 1) / batch;
@@ -339,6 +340,7 @@ void bind_model(py::module_& m, const char* name) {
                 r["loss_sum"] = job.loss_sum;
                 r["first_nonfinite_batch"] = job.first_nonfinite_batch;
                 r["correct"] = job.correct;
+                r["penalty_sum"] = job.penalty_sum;
                 r["kernel"] = job.kernel;
                 return r;
             },
@@ -346,7 +348,7 @@ void bind_model(py::module_& m, const char* name) {
             py::arg("sparse") = true, py::arg("stop_on_nonfinite") = true, py::arg("num_threads") = py::none(),
             py::arg("index") = nullptr, py::arg("progress") = py::none(), py::arg("plan") = nullptr,
             py::arg("optimizer") = py::none(), py::arg("dropout") = py::none(), py::arg("dropout_seed") = 0,
-            py::arg("epoch") = 0)
+            py::arg("epoch") = 0, py::arg("sklearn_loss") = false)
         .def(
             "evaluate",
             [](M& mo, const py::array& x, std::optional<Labels> y, bool want_probs, bool want_pred,

@@ -166,6 +166,7 @@ struct TrainJob {
     const double* dropout = nullptr;
     uint64_t dropout_seed = 0;
     int64_t epoch = 0;
+    bool sklearn_loss = false;  // loss_sum as scikit-learn's log_loss (probabilities clipped at eps)
     // results
     int64_t batches_done = 0;
     int64_t samples_done = 0;
@@ -173,6 +174,10 @@ struct TrainJob {
     int64_t first_nonfinite_batch = -1;
     bool stopped = false;
     int64_t correct = 0;       // samples whose pre-update prediction was right (the running accuracy)
+    // With opt.decay_over_rows (scikit-learn's alpha): the sum over steps of the
+    // L2 term of its loss, alpha / 2 * sum ||W_l||^2, with the weights the step's
+    // forward used.
+    double penalty_sum = 0;
     const char* kernel = "";   // which variant of the engine ran (engine_choice), for tests and benchmarks
 };
 

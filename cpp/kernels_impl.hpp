@@ -753,10 +753,12 @@ static void make_u8_lut(T* lut) {
 // Row-wise softmax with the row max subtracted; the loss is log-sum-exp minus
 // the true logit, finite even when the true class's probability underflows.
 // dlogits = (p - onehot) / B, the fused softmax + cross-entropy gradient.
-// Returns the summed (not mean) loss.
+// Returns the summed (not mean) loss. With clip, the loss is scikit-learn's
+// log_loss instead: -log of the true class's probability clipped to
+// [eps, 1 - eps] (eps the type's machine epsilon), as MLPClassifier reports it.
 template <class T>
 static double softmax_xent_rows(T* probs, T* dlogits, const T* z, const int32_t* y, int64_t B,
-                                int64_t C, int32_t* pred) {
+                                int64_t C, int32_t* pred, bool clip = false) {
     // probs, dlogits: (B, C) or nullptr; z: (B, C); y: (B) or nullptr; pred: (B) or nullptr
     double loss = 0;
     for (int64_t r = 0; r < B; ++r) {
@@ -771,7 +773,13 @@ static double softmax_xent_rows(T* probs, T* dlogits, const T* z, const int32_t*
             if (e) e[j] = ej;
             s += ej;
         }
-        if (y) loss += (double)(t_log(s) - (zr[y[r]] - m));
+        if (y && clip) {
+            const T eps = sizeof(T) == 4 ? (T)__FLT_EPSILON__ : (T)__DBL_EPSILON__;
+            const T py = (e ? e[y[r]] : t_exp(zr[y[r]] - m)) / s;
+            loss -= (double)t_log(tmin(tmax(py, eps), T(1) - eps));
+        } else if (y) {
+            loss += (double)(t_log(s) - (zr[y[r]] - m));
+        }
         if (probs || dlogits || pred) {
             int32_t best = 0;
             T best_p = -1;

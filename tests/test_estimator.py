@@ -10,6 +10,9 @@ import pytest
 import mnist_mlp as mm
 from mnist_mlp.estimator import NotFittedError
 
+# Short fits end at max_iter, which warns as scikit-learn does (ConvergenceWarning).
+pytestmark = pytest.mark.filterwarnings("ignore:Stochastic Optimizer. Maximum iterations")
+
 
 @pytest.fixture(scope="module")
 def small(mnist):
@@ -17,28 +20,35 @@ def small(mnist):
     return (x[:1500], y[:1500]), (xt[:500], yt[:500])
 
 
-def test_defaults_are_the_notebook_run():
+def test_defaults_are_scikit_learns():
     p = mm.MLPClassifier().get_params()
-    assert p["hidden_layer_sizes"] == (300,) and p["learning_rate_init"] == 0.1
-    assert p["batch_size"] == 8 and p["max_iter"] == 20 and p["shuffle"] is False
+    assert p["hidden_layer_sizes"] == (100,) and p["learning_rate_init"] == 0.001 and p["solver"] == "adam"
+    assert p["batch_size"] == "auto" and p["max_iter"] == 200 and p["shuffle"] is True and p["alpha"] == 1e-4
+    assert p["dtype"] == "float32" and p["num_threads"] is None
     assert repr(mm.MLPClassifier()) == "MLPClassifier()"
     assert repr(mm.MLPClassifier(max_iter=3)) == "MLPClassifier(max_iter=3)"
 
 
-def test_same_weights_as_mlp_with_the_same_seed(small):
+def test_plain_sgd_is_mlp_fit_from_the_same_weights(small):
+    # solver='sgd' without momentum, alpha or shuffling is the seed's update.
     (x, y), _ = small
-    clf = mm.MLPClassifier(hidden_layer_sizes=(32,), max_iter=2, random_state=5).fit(x, y)
-    ref = mm.MLP([784, 32, 10], seed=5)
-    ref.fit(x, y, epochs=2, lr=0.1, batch_size=8)
+    clf = mm.MLPClassifier(hidden_layer_sizes=(32,), solver="sgd", momentum=0.0, alpha=0.0, shuffle=False,
+                           batch_size=8, learning_rate_init=0.1, max_iter=2, random_state=5)
+    clf.partial_fit(x[:8], y[:8], classes=np.arange(10))
+    ws, bs = [np.array(w) for w in clf.coefs_], [np.array(b) for b in clf.intercepts_]
+    clf.partial_fit(x, y)
+    ref = mm.MLP.from_weights(ws, bs)
+    ref.fit(x, y, epochs=1, lr=0.1, batch_size=8)
     for a, b in zip(clf.coefs_ + clf.intercepts_, ref.weights + ref.biases):
         np.testing.assert_array_equal(a, b)
-    assert clf.n_iter_ == 2 and clf.loss_ == ref.history[-1]["train_loss"] and len(clf.loss_curve_) == 2
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 2 and clf.t_ == 8 + len(x)
 
 
 def test_arbitrary_labels_proba_score(small):
     (x, y), (xt, yt) = small
     names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
-    clf = mm.MLPClassifier(hidden_layer_sizes=32, max_iter=3, random_state=0).fit(x, names[y])
+    clf = mm.MLPClassifier(hidden_layer_sizes=32, solver="sgd", momentum=0.0, learning_rate_init=0.1, batch_size=8, max_iter=3,
+                           random_state=0).fit(x, names[y])
     assert list(clf.classes_) == sorted(names) and clf.n_features_in_ == 784
     assert clf.n_layers_ == 3 and clf.n_outputs_ == 10 and clf.out_activation_ == "softmax"
     pred = clf.predict(xt)
@@ -60,8 +70,8 @@ def test_get_set_params_and_clone_by_hand():
     assert clf.set_params(batch_size=16, random_state=1) is clf
     twin = type(clf)(**clf.get_params())
     assert twin.get_params() == clf.get_params()
-    with pytest.raises(ValueError, match="Invalid parameter 'alpha'"):
-        clf.set_params(alpha=1e-4)
+    with pytest.raises(ValueError, match="Invalid parameter 'alpah'"):
+        clf.set_params(alpah=1e-4)
 
 
 def test_errors(small):
@@ -92,17 +102,48 @@ def test_errors(small):
 
 
 def test_warm_start_continues(small):
+    # A stateless update (SGD without momentum, in order): two warm fits of one
+    # epoch are one fit of two. (scikit-learn counts n_iter_ per fit, t_ in all.)
     (x, y), _ = small
-    clf = mm.MLPClassifier(hidden_layer_sizes=16, max_iter=1, warm_start=True, random_state=0).fit(x, y)
+    kw = dict(hidden_layer_sizes=16, solver="sgd", momentum=0.0, shuffle=False, learning_rate_init=0.05, random_state=0)
+    clf = mm.MLPClassifier(max_iter=1, warm_start=True, **kw).fit(x, y)
     clf.fit(x, y)
-    once = mm.MLPClassifier(hidden_layer_sizes=16, max_iter=2, random_state=0).fit(x, y)
-    assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2
+    once = mm.MLPClassifier(max_iter=2, **kw).fit(x, y)
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 2 and clf.t_ == 2 * len(x)
     for a, b in zip(clf.coefs_, once.coefs_):
         np.testing.assert_array_equal(a, b)
-    cold = mm.MLPClassifier(hidden_layer_sizes=16, max_iter=1, random_state=0)
+    cold = mm.MLPClassifier(max_iter=1, **kw)
     cold.fit(x, y)
     cold.fit(x, y)
-    assert cold.n_iter_ == 1
+    assert cold.n_iter_ == 1 and len(cold.loss_curve_) == 1
+
+
+def test_partial_fit_needs_classes_and_checks_labels(small):
+    (x, y), _ = small
+    clf = mm.MLPClassifier(hidden_layer_sizes=8, random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(x, y)
+    clf.partial_fit(x[:50], y[:50], classes=np.arange(12))
+    assert list(clf.classes_) == list(range(12)) and clf.n_outputs_ == 12
+    with pytest.raises(ValueError, match="Expected only labels in classes_"):
+        clf.partial_fit(x[:5], np.array([0, 1, 2, 3, 13]))
+    with pytest.raises(ValueError, match="not the same as on last call"):
+        clf.partial_fit(x[:5], y[:5], classes=np.arange(10))
+    with pytest.raises(ValueError, match="early_stopping"):
+        mm.MLPClassifier(early_stopping=True).partial_fit(x, y, classes=np.arange(10))
+
+
+def test_lbfgs_and_bad_parameters_are_clear_errors(small):
+    (x, y), _ = small
+    with pytest.raises(ValueError, match="lbfgs"):
+        mm.MLPClassifier(solver="lbfgs").fit(x, y)
+    for bad, match in [({"solver": "rmsprop"}, "solver"), ({"activation": "softplus"}, "activation"),
+                       ({"learning_rate": "cosine"}, "learning_rate"), ({"momentum": 1.5}, "momentum"),
+                       ({"beta_2": 1.0}, "beta_2"), ({"validation_fraction": 1.0}, "validation_fraction"),
+                       ({"n_iter_no_change": 0}, "n_iter_no_change"), ({"alpha": -1}, "alpha"),
+                       ({"max_fun": 0}, "max_fun"), ({"tol": float("nan")}, "tol")]:
+        with pytest.raises(ValueError, match=match):
+            mm.MLPClassifier(**bad).fit(x[:20], y[:20])
 
 
 def test_pickle_round_trip(small):

@@ -115,6 +115,7 @@ class _TrainEpochResult(TypedDict):
     loss_sum: float
     first_nonfinite_batch: int
     correct: int  # samples predicted right, each before its step's update
+    penalty_sum: float  # scikit-learn's L2 term summed over the steps (decay_over_rows), else 0
     kernel: str  # the engine's variant: "fused-plan", "fused-index", "fused", "layers-sparse" or "layers-dense"
 
 _F = TypeVar("_F", np.float32, np.float64)
@@ -160,6 +161,7 @@ class _Model(Generic[_F]):
         dropout: list[float] | None = None,
         dropout_seed: int = 0,
         epoch: int = 0,
+        sklearn_loss: bool = False,
     ) -> _TrainEpochResult:
         """One epoch over x (uint8/float32/float64, 2-D) in ``order`` (None: in order), with
         the update rule ``optimizer`` (optim.py's _config; None: plain SGD at lr) and

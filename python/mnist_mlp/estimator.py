@@ -1,19 +1,24 @@
-"""`MLPClassifier`: a scikit-learn estimator around `mnist_mlp.MLP`.
+"""`MLPClassifier`: scikit-learn's MLPClassifier, trained by mnist_mlp's C++ engine.
 
-It follows the scikit-learn estimator protocol (``fit``, ``predict``,
-``predict_proba``, ``predict_log_proba``, ``score``, ``get_params``,
-``set_params``, ``classes_``, ``n_features_in_``, cloning, pickling, tags) without
-importing scikit-learn: it works where scikit-learn is not installed, and
-inside `Pipeline`, `GridSearchCV` and `cross_val_score` where it is. The names
-of the parameters and fitted attributes are those of
-`sklearn.neural_network.MLPClassifier` where they mean the same thing, with the
-seed notebook's defaults (one hidden layer of 300, SGD with learning rate 0.1,
-batch 8, 20 epochs, no shuffling).
+It takes every parameter of `sklearn.neural_network.MLPClassifier` (1.9) with
+scikit-learn's defaults and meaning, plus our own ``dtype`` and
+``num_threads``, and follows scikit-learn's algorithm: Glorot-uniform initial
+weights drawn from ``random_state``'s RandomState, its SGD (momentum, Nesterov)
+and Adam formulas, its L2 penalty ``alpha`` (on the weights, over the batch),
+``batch_size='auto'``, the 'constant', 'invscaling' and 'adaptive' learning
+rates, the shuffles, the validation split of ``early_stopping``,
+the ``tol`` / ``n_iter_no_change`` stopping rules, ``warm_start`` and
+``partial_fit``. From the same initial weights it computes scikit-learn's
+``coefs_`` (tested to 1e-9 in float64). It follows the estimator protocol
+without importing scikit-learn, so it works where scikit-learn is not
+installed (the validation split is then a plain shuffled split, not a
+stratified one).
 
-What it does not do: ``solver``, ``momentum``, ``alpha`` (no weight decay),
-``learning_rate`` schedules, early stopping, ``partial_fit``, ``sample_weight``,
-sparse input, multilabel targets and feature names (pandas column names are
-not recorded).
+Where it differs: uint8 ``X`` is read as pixel intensities and scaled by 1/255
+inside the kernel (MNIST as `mnist_mlp.load_mnist` gives it; scikit-learn
+would use 0..255); a binary problem has a softmax output of two units rather
+than scikit-learn's single logistic unit; ``solver='lbfgs'``, ``sample_weight``, sparse input and multilabel targets are
+not supported (a clear error says so).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import optim as _optim
 from .model import MLP
 
 __all__ = ["MLPClassifier", "NotFittedError"]
@@ -62,48 +68,30 @@ def _is_sparse(x: Any) -> bool:
 
 
 class MLPClassifier:
-    """Multilayer perceptron classifier (ReLU hidden layers, softmax output,
-    cross-entropy, plain mini-batch SGD), trained by mnist_mlp's C++ core.
+    """Multilayer perceptron classifier with scikit-learn's parameters, defaults
+    and algorithm, trained by mnist_mlp's C++ engine.
 
-    Parameters
-    ----------
-    hidden_layer_sizes : int or tuple of int, default (300,)
-        Widths of the hidden layers.
-    learning_rate_init : float, default 0.1
-        The SGD step size (constant: there is no schedule).
-    batch_size : int or "auto", default 8
-        Mini-batch size; "auto" means min(200, n_samples) as in scikit-learn.
-    max_iter : int, default 20
-        Epochs (passes over the training data). There is no early stopping, so
-        every fit runs exactly ``max_iter`` epochs.
-    shuffle : bool, default False
-        Shuffle the samples every epoch (the notebook did not).
-    random_state : None, int, numpy RandomState or Generator, default None
-        Seed of the initial weights and of the shuffling. An int makes fits
-        reproducible (bitwise, for any ``num_threads``).
+    Parameters are those of `sklearn.neural_network.MLPClassifier` (see its
+    documentation; ``solver='lbfgs'`` raises a ValueError, and ``max_fun``,
+    which only lbfgs uses, is accepted and checked), plus:
+
     dtype : "float32" or "float64", default "float32"
         Precision of the parameters and arithmetic.
     num_threads : int or None, default None
         Threads for training and prediction (None: all cores, or OMP_NUM_THREADS).
-    warm_start : bool, default False
-        When True and the estimator is fitted, ``fit`` continues training the
-        current weights (the classes and number of features must not change).
-    verbose : bool, default False
-        Print the seed notebook's line after every epoch.
 
     Inputs ``X`` are (n_samples, n_features), or images (n_samples, 28, 28)
     which are flattened. uint8 ``X`` is read as pixel intensities and scaled by
-    1/255 inside the kernel, without a float copy (MNIST as loaded by
-    `mnist_mlp.load_mnist`); every other numeric dtype is used as given
-    (converted to float64 if it is not float32 or float64). Labels may be any
-    sortable values (ints, strings, ...); ``classes_`` holds them sorted.
+    1/255 inside the kernel, without a float copy; every other numeric dtype is
+    used as given. Labels may be any sortable values; ``classes_`` holds them
+    sorted.
 
-    Fitted attributes: ``classes_``, ``n_features_in_``, ``n_iter_``,
-    ``loss_`` (training loss after the last epoch), ``loss_curve_``,
-    ``history_`` (the `MLP.fit` records), ``coefs_`` and ``intercepts_``
-    (views of the weights, (fan_in, fan_out) and (fan_out,)), ``n_layers_``,
-    ``n_outputs_``, ``out_activation_`` ("softmax") and ``model_`` (the
-    `mnist_mlp.MLP`).
+    Fitted attributes: scikit-learn's (``classes_``, ``n_features_in_``,
+    ``loss_``, ``best_loss_``, ``loss_curve_``, ``validation_scores_``,
+    ``best_validation_score_``, ``t_``, ``n_iter_``, ``n_layers_``,
+    ``n_outputs_``, ``out_activation_``, ``coefs_``, ``intercepts_``, the last
+    two views of the model's parameters), plus ``model_`` (the
+    `mnist_mlp.MLP`) and ``history_`` (its `MLP.fit` records).
     """
 
     # Set by fit (declared for type checkers; absent until then).
@@ -111,8 +99,12 @@ class MLPClassifier:
     classes_: np.ndarray
     n_features_in_: int
     n_iter_: int
+    t_: int
     loss_: float
+    best_loss_: float | None
     loss_curve_: list[float]
+    validation_scores_: list[float] | None
+    best_validation_score_: float | None
     history_: list[dict[str, Any]]
     n_layers_: int
     n_outputs_: int
@@ -120,27 +112,58 @@ class MLPClassifier:
 
     def __init__(
         self,
-        hidden_layer_sizes: int | Sequence[int] = (300,),
-        learning_rate_init: float = 0.1,
-        batch_size: int | str = 8,
-        max_iter: int = 20,
-        shuffle: bool = False,
+        hidden_layer_sizes: int | Sequence[int] = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: int | str = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
         random_state: Any = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        max_fun: int = 15000,
         dtype: str = "float32",
         num_threads: int | None = None,
-        warm_start: bool = False,
-        verbose: bool = False,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
-        self.learning_rate_init = learning_rate_init
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
         self.max_iter = max_iter
         self.shuffle = shuffle
         self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.dtype = dtype
         self.num_threads = num_threads
-        self.warm_start = warm_start
-        self.verbose = verbose
 
     # -- parameters (the scikit-learn protocol) -------------------------------------
     @classmethod
@@ -190,7 +213,8 @@ class MLPClassifier:
         return hasattr(self, "model_")
 
     # -- input checks -------------------------------------------------------------------
-    def _check_params(self) -> tuple[list[int], float, int | str, int, np.dtype, int | None]:
+    def _check_params(self) -> dict[str, Any]:
+        """scikit-learn's parameter constraints; returns the checked values."""
         hidden = self.hidden_layer_sizes
         if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
             hidden = [int(hidden)]
@@ -199,16 +223,51 @@ class MLPClassifier:
         except (TypeError, ValueError) as e:
             raise ValueError(f"hidden_layer_sizes must be an int or a sequence of ints, got {self.hidden_layer_sizes!r}") from e
         if not hidden or any(h < 1 for h in hidden):
-            raise ValueError(f"hidden_layer_sizes must hold positive ints, got {self.hidden_layer_sizes!r}")
-        lr = self.learning_rate_init
-        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not np.isfinite(lr) or lr <= 0:
-            raise ValueError(f"learning_rate_init must be a finite number > 0, got {lr!r}")
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes!r}")
+
+        def choice(name: str, options: tuple[str, ...]) -> str:
+            v = getattr(self, name)
+            if not isinstance(v, str) or v not in options:
+                raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be a str among {options}. Got {v!r} instead.")
+            return v
+
+        def real(name: str, low: float, high: float | None = None, *, low_open: bool = False, high_open: bool = False,
+                 allow_inf: bool = False) -> float:
+            v = getattr(self, name)
+            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and not np.isnan(v)
+            if ok:
+                fv = float(v)
+                ok = (fv > low if low_open else fv >= low) and (
+                    high is None or (fv < high if high_open else fv <= high)
+                ) and (allow_inf or np.isfinite(fv))
+            if not ok:
+                rng = f"{'(' if low_open else '['}{low:g}, {'inf' if high is None else f'{high:g}'}{')' if high_open or high is None else ']'}"
+                raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be a float in the range {rng}. Got {v!r} instead.")
+            return float(v)
+
+        def integer(name: str, low: int, *, allow_inf: bool = False) -> int | float:
+            v = getattr(self, name)
+            if allow_inf and isinstance(v, numbers.Real) and v == np.inf:
+                return np.inf
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
+                raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be an int in the range [{low}, inf). Got {v!r} instead.")
+            return int(v)
+
+        def flag(name: str) -> bool:
+            v = getattr(self, name)
+            if not isinstance(v, (bool, np.bool_)):
+                raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be an instance of 'bool'. Got {v!r} instead.")
+            return bool(v)
+
+        solver = choice("solver", ("lbfgs", "sgd", "adam"))
+        if solver == "lbfgs":
+            raise ValueError(
+                "solver='lbfgs' is not supported by mnist_mlp.MLPClassifier (it trains with stochastic solvers "
+                "only): use solver='adam' or 'sgd', or sklearn.neural_network.MLPClassifier for lbfgs"
+            )
         bs = self.batch_size
         if not (bs == "auto" or (isinstance(bs, numbers.Integral) and not isinstance(bs, bool) and bs >= 1)):
-            raise ValueError(f"batch_size must be an int >= 1 or 'auto', got {bs!r}")
-        it = self.max_iter
-        if isinstance(it, bool) or not isinstance(it, numbers.Integral) or it < 1:
-            raise ValueError(f"max_iter must be an int >= 1, got {it!r}")
+            raise ValueError(f"The 'batch_size' parameter of {type(self).__name__} must be an int in the range [1, inf) or 'auto'. Got {bs!r} instead.")
         try:
             dt = np.dtype(self.dtype)
         except TypeError as e:
@@ -218,16 +277,34 @@ class MLPClassifier:
         nt = self.num_threads
         if nt is not None and (isinstance(nt, bool) or not isinstance(nt, numbers.Integral) or nt < 1):
             raise ValueError(f"num_threads must be None or an int >= 1, got {nt!r}")
-        return hidden, float(lr), bs, int(it), dt, (None if nt is None else int(nt))
+        verbose = self.verbose
+        if not isinstance(verbose, (bool, np.bool_, numbers.Integral)):
+            raise ValueError(f"The 'verbose' parameter of {type(self).__name__} must be an int or a bool. Got {verbose!r} instead.")
+        return dict(
+            hidden=hidden, activation=choice("activation", ("identity", "logistic", "tanh", "relu")), solver=solver,
+            alpha=real("alpha", 0.0), batch_size=bs,
+            learning_rate=choice("learning_rate", ("constant", "invscaling", "adaptive")),
+            lr=real("learning_rate_init", 0.0, low_open=True), power_t=real("power_t", 0.0),
+            max_iter=integer("max_iter", 1), shuffle=flag("shuffle"), tol=real("tol", 0.0),
+            warm_start=flag("warm_start"), momentum=real("momentum", 0.0, 1.0),
+            nesterov=flag("nesterovs_momentum"), early_stopping=flag("early_stopping"),
+            validation_fraction=real("validation_fraction", 0.0, 1.0, high_open=True),
+            beta_1=real("beta_1", 0.0, 1.0, high_open=True), beta_2=real("beta_2", 0.0, 1.0, high_open=True),
+            epsilon=real("epsilon", 0.0, low_open=True), n_iter_no_change=integer("n_iter_no_change", 1, allow_inf=True),
+            max_fun=integer("max_fun", 1), dtype=dt, threads=None if nt is None else int(nt), verbose=bool(verbose),
+        )
 
-    def _seed(self) -> Any:
+    def _random_state(self) -> np.random.RandomState:
+        """scikit-learn's check_random_state (a Generator seeds a RandomState too)."""
         rs = self.random_state
-        if rs is None or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool)):
-            return None if rs is None else int(rs)
+        if rs is None:
+            return np.random.mtrand._rand
+        if isinstance(rs, numbers.Integral) and not isinstance(rs, bool):
+            return np.random.RandomState(int(rs))
         if isinstance(rs, np.random.RandomState):
-            return int(rs.randint(np.iinfo(np.int32).max))
+            return rs
         if isinstance(rs, np.random.Generator):
-            return int(rs.integers(np.iinfo(np.int64).max))
+            return np.random.RandomState(int(rs.integers(np.iinfo(np.int32).max)))
         raise ValueError(f"random_state must be None, an int, a numpy RandomState or Generator, got {rs!r}")
 
     def _check_X(self, X: Any, *, reset: bool) -> np.ndarray:
@@ -314,51 +391,206 @@ class MLPClassifier:
 
     # -- training and prediction ----------------------------------------------------------
     def fit(self, X: Any, y: Any) -> "MLPClassifier":
-        """Trains for ``max_iter`` epochs and returns self."""
-        hidden, lr, bs, epochs, dt, threads = self._check_params()
-        x = self._check_X(X, reset=True)
+        """Trains as scikit-learn's MLPClassifier.fit does (up to ``max_iter``
+        epochs, stopping by ``tol`` / ``n_iter_no_change``); returns self."""
+        return self._fit(X, y, incremental=False)
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> "MLPClassifier":
+        """One epoch over (X, y), continuing the weights and the optimizer's state.
+        ``classes`` (every label of the whole dataset) is required on the first call."""
+        if not hasattr(self, "classes_"):
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+        elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+            raise ValueError(f"`classes={classes!r}` is not the same as on last call to partial_fit, was: {self.classes_!r}")
+        return self._fit(X, y, incremental=True, classes=classes)
+
+    def _fit(self, X: Any, y: Any, *, incremental: bool, classes: Any = None) -> "MLPClassifier":
+        p = self._check_params()
+        if p["early_stopping"] and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        first_pass = not hasattr(self, "model_") or (not p["warm_start"] and not incremental)
+        x = self._check_X(X, reset=first_pass)
         yy = self._check_y(y, len(x))
-        try:
-            classes, y_idx = np.unique(yy, return_inverse=True)
-        except TypeError as e:
-            raise ValueError(f"Unknown label type: the labels cannot be sorted ({e})") from e
-        if len(classes) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs samples of at least 2 classes in the data, but the data "
-                f"contains only one class: {classes[0]!r}"
-            )
-        batch = min(200, len(x)) if bs == "auto" else int(bs)
-        sizes = [x.shape[1], *hidden, len(classes)]
-        model = getattr(self, "model_", None)
-        if not (
-            self.warm_start
-            and model is not None
-            and model.layer_sizes == sizes
-            and model.dtype == dt
-            and np.array_equal(self.classes_, classes)
-        ):
-            if self.warm_start and model is not None:
+        # Classes: defined on the first pass (by partial_fit's `classes`), then fixed.
+        if first_pass and not (incremental and hasattr(self, "classes_") and classes is None):
+            source = np.asarray(classes) if incremental and classes is not None else yy
+            try:
+                new_classes = np.unique(source)
+            except TypeError as e:
+                raise ValueError(f"Unknown label type: the labels cannot be sorted ({e})") from e
+            if len(new_classes) < 2:
                 raise ValueError(
-                    "warm_start=True but the data or parameters changed since the last fit "
-                    f"(layers {model.layer_sizes} -> {sizes}, dtype {model.dtype} -> {dt}, or the classes); "
-                    "set warm_start=False to start over"
+                    f"{type(self).__name__} needs samples of at least 2 classes in the data, but the data "
+                    f"contains only one class: {new_classes[0]!r}"
                 )
-            model = MLP(sizes, seed=self._seed(), dtype=dt)
-        hist = model.fit(
-            x, y_idx.reshape(-1).astype(np.int32), epochs=epochs, lr=lr, batch_size=batch, shuffle=bool(self.shuffle),
-            num_threads=threads, verbose=bool(self.verbose),
-        )
-        self.model_ = model
-        self.classes_ = classes
-        self.n_features_in_ = x.shape[1]
-        self.n_iter_ = (getattr(self, "n_iter_", 0) if self.warm_start else 0) + len(hist)
-        self.loss_curve_ = [h["train_loss"] for h in model.history]
-        self.loss_ = self.loss_curve_[-1]
+        else:
+            new_classes = self.classes_
+            if not incremental and not np.array_equal(np.unique(yy), new_classes):
+                raise ValueError(
+                    "warm_start can only be used where `y` has the same classes as in the previous call to fit. "
+                    f"Previously got {new_classes}, `y` has {np.unique(yy)}"
+                )
+        try:
+            y_idx = np.searchsorted(new_classes, yy)
+            bad = (y_idx >= len(new_classes)) | (new_classes[np.minimum(y_idx, len(new_classes) - 1)] != yy)
+        except TypeError as e:
+            raise ValueError(f"Unknown label type: the labels cannot be compared with classes_ ({e})") from e
+        if bad.any():
+            raise ValueError(f"Expected only labels in classes_ = {new_classes}, but got {np.unique(yy[bad])}")
+        y_idx = y_idx.astype(np.int32)
+
+        hidden, dt = p["hidden"], p["dtype"]
+        sizes = [x.shape[1], *hidden, len(new_classes)]
+        rs = self._random_state()
+        if first_pass:
+            # scikit-learn's _initialize: Glorot uniform, coef then intercept per layer.
+            factor = 2.0 if p["activation"] == "logistic" else 6.0
+            ws, bs = [], []
+            for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+                bound = np.sqrt(factor / (fan_in + fan_out))
+                ws.append(rs.uniform(-bound, bound, (fan_in, fan_out)).astype(dt))
+                bs.append(rs.uniform(-bound, bound, fan_out).astype(dt))
+            self.model_ = MLP.from_weights(ws, bs, activation=p["activation"])
+            self.classes_ = new_classes
+            self.n_features_in_ = x.shape[1]
+            self.n_iter_ = 0
+            self.t_ = 0
+            self.n_layers_ = len(sizes)
+            self.n_outputs_ = len(new_classes)
+            self.out_activation_ = "softmax"
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if p["early_stopping"]:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+            self._best_params = _copy_params(self.model_)
+        else:
+            model = self.model_
+            if model.layer_sizes != sizes or model.dtype != dt or model.activation != p["activation"]:
+                raise ValueError(
+                    "warm_start / partial_fit need the same network: layers "
+                    f"{model.layer_sizes} -> {sizes}, dtype {model.dtype} -> {dt}, activation "
+                    f"{model.activation} -> {p['activation']}; fit with warm_start=False to start over"
+                )
+        model = self.model_
+        if p["solver"] == "sgd":
+            opt: Any = _optim._SklearnSGD(p["lr"], p["momentum"], p["nesterov"], p["alpha"])
+        else:
+            opt = _optim._SklearnAdam(p["lr"], p["beta_1"], p["beta_2"], p["epsilon"], p["alpha"])
+        if not incremental or not hasattr(self, "_lr_now"):
+            # A new optimizer, as scikit-learn makes one per fit (and per first partial_fit).
+            model.reset_optimizer()
+            self._lr_now = p["lr"]
+            self._opt_kind = opt._signature()
+        elif self._opt_kind != opt._signature():
+            model.reset_optimizer()
+            self._opt_kind = opt._signature()
+
+        # early_stopping: scikit-learn's stratified split, with the same RandomState.
+        x_val = y_val = None
+        x_train, y_train = x, y_idx
+        if p["early_stopping"]:
+            tr, va = _validation_split(len(x), y_idx, len(new_classes), p["validation_fraction"], rs)
+            if len(va) < 2:
+                raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size of your dataset.")
+            x_train, y_train, x_val, y_val = x[tr], y_idx[tr], x[va], y_idx[va]
+        n = len(x_train)
+        if p["batch_size"] == "auto":
+            batch = min(200, n)
+        else:
+            if p["batch_size"] > n:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
+            batch = int(np.clip(p["batch_size"], 1, n))
+
+        sample_idx = np.arange(n)
+
+        def order(_: int) -> np.ndarray:
+            nonlocal sample_idx
+            perm = np.arange(n)
+            rs.shuffle(perm)  # sklearn.utils.shuffle(sample_idx, random_state=rs)
+            sample_idx = sample_idx[perm]
+            return sample_idx
+
+        self.n_iter_ = 0
+        stopped = False
+
+        def after_epoch(rec: dict) -> bool:
+            nonlocal stopped
+            self.n_iter_ += 1
+            self.loss_ = float(rec["train_loss"] + rec.get("train_penalty", 0.0))
+            self.t_ += n
+            self.loss_curve_.append(self.loss_)
+            if p["verbose"]:
+                print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+            self._update_no_improvement_count(p, x_val, y_val)
+            if p["solver"] == "sgd" and p["learning_rate"] == "invscaling":
+                self._lr_now = p["lr"] / (self.t_ + 1) ** p["power_t"]
+            if self._no_improvement_count > p["n_iter_no_change"]:
+                what = "Validation score" if p["early_stopping"] else "Training loss"
+                msg = f"{what} did not improve more than tol={p['tol']:f} for {p['n_iter_no_change']} consecutive epochs."
+                if p["solver"] == "sgd" and p["learning_rate"] == "adaptive" and self._lr_now > 1e-6:
+                    self._lr_now /= 5.0
+                    self._no_improvement_count = 0
+                    if p["verbose"]:
+                        print(msg + " Setting learning rate to %f" % self._lr_now)
+                else:
+                    if p["verbose"]:
+                        print(msg + (" Learning rate too small." if p["learning_rate"] == "adaptive" and p["solver"] == "sgd" else "") + " Stopping.")
+                    stopped = True
+                    return False
+            return True
+
+        try:
+            model.fit(
+                x_train, y_train, epochs=1 if incremental else p["max_iter"], batch_size=batch,
+                optimizer=opt, lr_schedule=_CurrentLR(self), num_threads=p["threads"], eval_train=False,
+                stop_on_nan=False, callback=after_epoch, _orders=order if p["shuffle"] else None, _sklearn_loss=True,
+            )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+        if not incremental and not stopped and self.n_iter_ == p["max_iter"]:
+            warnings.warn(
+                "Stochastic Optimizer: Maximum iterations (%d) reached and the optimization hasn't converged yet."
+                % p["max_iter"],
+                _convergence_warning(),
+            )
+        if p["early_stopping"]:
+            model._set_params(*self._best_params)
+        if not all(np.isfinite(w).all() for w in model.weights + model.biases):
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may contain large values and need to "
+                "be preprocessed."
+            )
         self.history_ = model.history
-        self.n_layers_ = len(sizes)
-        self.n_outputs_ = len(classes)
-        self.out_activation_ = "softmax"
         return self
+
+    def _update_no_improvement_count(self, p: dict[str, Any], x_val: Any, y_val: Any) -> None:
+        # scikit-learn's rule, on the validation accuracy or the training loss.
+        if p["early_stopping"]:
+            score = float(np.mean(self.model_.predict(x_val, num_threads=p["threads"]) == y_val))
+            self.validation_scores_.append(score)  # type: ignore[union-attr]
+            if p["verbose"]:
+                print("Validation score: %f" % score)
+            if score < self.best_validation_score_ + p["tol"]:  # type: ignore[operator]
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:  # type: ignore[operator]
+                self.best_validation_score_ = score
+                self._best_params = _copy_params(self.model_)
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - p["tol"]:  # type: ignore[operator]
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:  # type: ignore[operator]
+                self.best_loss_ = self.loss_curve_[-1]
 
     @property
     def coefs_(self) -> list[np.ndarray]:
@@ -405,3 +637,45 @@ def _safe_equal(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:
         return False
+
+
+class _CurrentLR(_optim.Schedule):
+    """The estimator's current learning rate (invscaling, adaptive) as fit's schedule."""
+
+    def __init__(self, est: MLPClassifier):
+        self.est = est
+
+    def lr(self, epoch: int, base_lr: float, *, samples_per_epoch: int = 0) -> float:
+        return float(self.est._lr_now)
+
+
+def _copy_params(model: MLP) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    return [np.array(w) for w in model.weights], [np.array(b) for b in model.biases]
+
+
+def _convergence_warning() -> type[Warning]:
+    try:
+        from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
+    except ImportError:
+        return ConvergenceWarning
+    return SkConvergenceWarning
+
+
+class ConvergenceWarning(UserWarning):
+    """Stand-in for `sklearn.exceptions.ConvergenceWarning` without scikit-learn."""
+
+
+def _validation_split(n: int, y: np.ndarray, n_classes: int, fraction: float, rs: np.random.RandomState):
+    """(train rows, validation rows): scikit-learn's train_test_split with the
+    estimator's RandomState, as MLPClassifier's early_stopping does (stratified
+    for binary problems); without scikit-learn a shuffled split of the same size."""
+    try:
+        from sklearn.model_selection import train_test_split
+    except ImportError:
+        n_val = int(np.ceil(fraction * n))
+        perm = rs.permutation(n)
+        return perm[n_val:], perm[:n_val]
+    # scikit-learn stratifies when its output has one column: binary problems only.
+    strat = y.reshape(-1, 1) if n_classes == 2 else None
+    tr, va = train_test_split(np.arange(n), random_state=rs, test_size=fraction, stratify=strat)
+    return tr, va

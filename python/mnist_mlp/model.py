@@ -274,6 +274,8 @@ class MLP:
         lr_schedule: Any = None,
         validation_split: float = 0.0,
         early_stopping: EarlyStopping | None = None,
+        _orders: Callable[[int], np.ndarray] | None = None,
+        _sklearn_loss: bool = False,
     ) -> list[dict]:
         """Trains in place with mini-batch SGD and returns one dict per epoch.
 
@@ -383,7 +385,8 @@ class MLP:
             # all now, once; shuffled, index each image's nonzeros.
             index = plan = None
             aid = _core.training_aid(
-                len(sizes) - 1, batch_size, len(x), x.dtype == np.uint8, x.shape[1], bool(shuffle), bool(sparse),
+                len(sizes) - 1, batch_size, len(x), x.dtype == np.uint8, x.shape[1], bool(shuffle) or _orders is not None,
+                bool(sparse),
                 self._activation, plain,
             )
             if aid == "plan":
@@ -400,13 +403,18 @@ class MLP:
                 lr = base_lr if schedule is None else schedule.lr(epoch, base_lr, samples_per_epoch=len(x))
                 lr = V.positive_float("the scheduled learning rate", lr)
                 cfg = optimizer._config(lr) if optimizer is not None else None
-                order = self._shuffle.permutation(len(x)).astype(np.int64) if shuffle else None
+                if _orders is not None:  # MLPClassifier: scikit-learn's shuffles
+                    order = np.ascontiguousarray(_orders(epoch), dtype=np.int64)
+                    if order.shape != (len(x),):
+                        raise ValueError(f"_orders({epoch}) must give a permutation of {len(x)} rows")
+                else:
+                    order = self._shuffle.permutation(len(x)).astype(np.int64) if shuffle else None
                 t0 = time.perf_counter()
                 self._busy = "epoch"
                 try:
                     r = self._core.train_epoch(
                         x, y, order, batch_size, lr, bool(sparse), bool(stop_on_nan), threads, index, progress, plan,
-                        cfg, dropout, self._dropout_seed, epoch,
+                        cfg, dropout, self._dropout_seed, epoch, _sklearn_loss,
                     )
                 finally:
                     self._busy = "fit"
@@ -422,6 +430,9 @@ class MLP:
                 rec: dict[str, Any] = {"epoch": epoch, "seconds": seconds, "kernel": r["kernel"]}
                 if optimizer is not None or schedule is not None:
                     rec["lr"] = lr
+                if r["penalty_sum"]:
+                    # scikit-learn's alpha: the running mean of its L2 term (MLPClassifier's loss_)
+                    rec["train_penalty"] = r["penalty_sum"] / max(int(r["samples"]), 1)
                 t1 = time.perf_counter()
                 if eval_train:
                     rec["train_loss"], rec["train_accuracy"] = self._evaluate(x, y, threads, plan)
