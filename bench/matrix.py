@@ -57,6 +57,8 @@ class Row:
     dtype: str = "float32"
     compute_bound: bool = False
     note: str = ""
+    opt: str = "sgd"  # a key of OPTIMIZERS
+    dropout: float = 0.0
 
     def sizes(self) -> list[int]:
         return [784, *self.hidden, 10]
@@ -64,7 +66,19 @@ class Row:
     def label(self) -> str:
         net = "-".join(map(str, self.sizes()))
         dt_ = "" if self.dtype == "float32" else f" {self.dtype}"
-        return f"{net}{dt_}, b{self.batch}, {'shuffled' if self.shuffle else 'in order'}"
+        extra = "" if self.opt == "sgd" else f", {OPTIMIZERS[self.opt][0]}"
+        extra += f", dropout {self.dropout}" if self.dropout else ""
+        return f"{net}{dt_}, b{self.batch}, {'shuffled' if self.shuffle else 'in order'}{extra}"
+
+
+# Optimizers of the rows: a label, and (class name, keyword arguments) for
+# mnist_mlp.optim and torch.optim alike; optax's counterpart is in work_jax.
+OPTIMIZERS = {
+    "sgd": ("SGD", ("SGD", {"lr": 0.05})),
+    "sgdm": ("SGD momentum 0.9", ("SGD", {"lr": 0.05, "momentum": 0.9})),
+    "adam": ("Adam", ("Adam", {"lr": 1e-3})),
+    "rmsprop": ("RMSprop", ("RMSprop", {"lr": 1e-3})),
+}
 
 
 ROWS = (
@@ -78,8 +92,13 @@ ROWS = (
     Row("keras", (512, 512), 128, True, note="Keras's MNIST MLP example"),
     Row("wide-b256", (1024, 1024), 256, True, compute_bound=True),
     Row("seed-f64", (300,), 8, False, dtype="float64"),
+    Row("sgdm-b8", (300,), 8, False, opt="sgdm"),
+    Row("sgdm-b64", (300,), 64, True, opt="sgdm"),
+    Row("adam-b32", (300,), 32, True, opt="adam"),
+    Row("adam-b128", (300,), 128, True, opt="adam"),
+    Row("keras-rmsprop", (512, 512), 128, True, opt="rmsprop", dropout=0.2, note="the Keras example's recipe"),
 )
-QUICK_ROWS = ("seed", "deep-b64", "wide-b256")
+QUICK_ROWS = ("seed", "deep-b64", "keras-rmsprop")
 
 
 # ---------------------------------------------------------------------------
@@ -109,13 +128,15 @@ def _epochs(run_epoch: Any, repeats: int) -> list[float]:
 def work_mnist_mlp(row: Row, x: np.ndarray, y: np.ndarray, repeats: int) -> dict[str, Any]:
     import mnist_mlp as mm
 
-    model = mm.MLP(row.sizes(), seed=0, dtype=row.dtype)
+    model = mm.MLP(row.sizes(), dropout=row.dropout, seed=0, dtype=row.dtype)
     setup: list[float] = []
     kernels: set[str] = set()
+    name, kw = OPTIMIZERS[row.opt][1]
+    train = {"lr": 0.05} if row.opt == "sgd" else {"optimizer": getattr(mm.optim, name)(**kw)}
 
     def epoch() -> float:
         t0 = time.perf_counter()
-        rec = model.fit(x, y, epochs=1, batch_size=row.batch, shuffle=row.shuffle, lr=0.05, eval_train=False)[0]
+        rec = model.fit(x, y, epochs=1, batch_size=row.batch, shuffle=row.shuffle, eval_train=False, **train)[0]
         setup.append(time.perf_counter() - t0 - rec["seconds"])
         kernels.add(rec.get("kernel", "?"))
         return rec["seconds"]
@@ -143,9 +164,13 @@ def work_torch(row: Row, x: np.ndarray, y: np.ndarray, repeats: int) -> dict[str
         layers.append(lin)
         if i + 1 < len(ws):
             layers.append(torch.nn.ReLU())
+            if row.dropout:
+                layers.append(torch.nn.Dropout(row.dropout))
     model = torch.nn.Sequential(*layers)
+    model.train()
     loss_fn = torch.nn.CrossEntropyLoss()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    name, kw = OPTIMIZERS[row.opt][1]
+    opt = getattr(torch.optim, name)(model.parameters(), **kw)
     xt = torch.from_numpy((x / 255.0).astype(row.dtype))
     yt = torch.from_numpy(y)
     rng = np.random.default_rng(0)
@@ -175,38 +200,54 @@ def work_jax(row: Row, x: np.ndarray, y: np.ndarray, repeats: int) -> dict[str, 
     ws, bs = initial_params(row.sizes(), 0, row.dtype)
     params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in zip(ws, bs)]
     lr, B = 0.05, row.batch
+    if row.opt == "sgd":
+        tx = None
+    else:
+        import optax  # JAX's optimizers
 
-    def loss(p: Any, xb: Any, yb: Any) -> Any:
+        tx = {"sgdm": lambda: optax.sgd(0.05, momentum=0.9), "adam": lambda: optax.adam(1e-3),
+              "rmsprop": lambda: optax.rmsprop(1e-3, decay=0.99, eps=1e-8)}[row.opt]()
+
+    def loss(p: Any, xb: Any, yb: Any, key: Any) -> Any:
         h = xb
-        for w, b in p[:-1]:
+        for i, (w, b) in enumerate(p[:-1]):
             h = jax.nn.relu(h @ w + b)
+            if row.dropout:
+                keep = jax.random.bernoulli(jax.random.fold_in(key, i), 1 - row.dropout, h.shape)
+                h = jnp.where(keep, h / (1 - row.dropout), 0)
         z = h @ p[-1][0] + p[-1][1]
         true = jnp.take_along_axis(z, yb[:, None], axis=1)[:, 0]
         return jnp.mean(jax.nn.logsumexp(z, axis=1) - true)
 
-    def step(p: Any, xb: Any, yb: Any) -> Any:
-        g = jax.grad(loss)(p, xb, yb)
-        return jax.tree.map(lambda a, d: a - lr * d, p, g)
+    def step(carry: Any, xb: Any, yb: Any) -> Any:
+        p, s, key = carry
+        key, sub = jax.random.split(key)
+        g = jax.grad(loss)(p, xb, yb, sub)
+        if tx is None:
+            return jax.tree.map(lambda a, d: a - lr * d, p, g), s, key
+        upd, s = tx.update(g, s, p)
+        return optax.apply_updates(p, upd), s, key
 
-    def run(p: Any, xs: Any, ys: Any, perm: Any) -> Any:
+    def run(carry: Any, xs: Any, ys: Any, perm: Any) -> Any:
         if row.shuffle:
             xs, ys = xs[perm], ys[perm]
         full, rem = divmod(xs.shape[0], B)
         xb = xs[: full * B].reshape(full, B, xs.shape[1])
         yb = ys[: full * B].reshape(full, B)
-        p, _ = jax.lax.scan(lambda q, b: (step(q, b[0], b[1]), None), p, (xb, yb))
+        carry, _ = jax.lax.scan(lambda q, b: (step(q, b[0], b[1]), None), carry, (xb, yb))
         if rem:
-            p = step(p, xs[full * B :], ys[full * B :])
-        return p
+            carry = step(carry, xs[full * B :], ys[full * B :])
+        return carry
 
     xd = jnp.asarray((x / 255.0).astype(np.float32))
     yd = jnp.asarray(y.astype(np.int32))
     rng = np.random.default_rng(0)
     perm0 = jnp.asarray(rng.permutation(len(x)).astype(np.int32))
     t0 = time.perf_counter()
-    compiled = jax.jit(run).lower(params, xd, yd, perm0).compile()
+    carry0 = (params, tx.init(params) if tx is not None else (), jax.random.PRNGKey(0))
+    compiled = jax.jit(run).lower(carry0, xd, yd, perm0).compile()
     compile_s = time.perf_counter() - t0
-    state = {"p": params}
+    state = {"p": carry0}
 
     def epoch() -> None:
         perm = jnp.asarray(rng.permutation(len(x)).astype(np.int32))
