@@ -6,7 +6,7 @@ weights (`mnist_mlp.reference.initial_params(sizes, seed=0)`).
 
     python bench/matrix.py                      # every row, every framework found; writes RESULTS.md
     python bench/matrix.py --repeats 5 --rounds 3 --rows seed,deep-b8
-    python bench/matrix.py --quick              # a smoke run: 2000 images, three rows, nothing written
+    python bench/matrix.py --quick              # a smoke run: 2000 images, four rows, nothing written
 
 Each (framework, row) runs in a subprocess of its own (its own thread pool,
 nothing left spinning from another framework), which times `--repeats`
@@ -17,6 +17,8 @@ one-time setup inside fit (nonzero index or batch plan) is reported in its own
 column. Inputs: uint8 pixels for mnist_mlp (as users pass them), float32
 pixels / 255 (or float64) tensors for the peers. Threads: 2 for PyTorch
 (`torch.set_num_threads`), XLA's default for JAX, all processors for mnist_mlp.
+The optimizer rows use torch.optim and optax (`pip install jax optax`) with the same
+hyperparameters; dropout is torch.nn.Dropout and a jax.random mask.
 
 Compute-bound rows are also set against NumPy's sgemm rate measured in this
 run: the epoch's FLOPs (counting only the work it needs: a sparse first layer
@@ -98,7 +100,7 @@ ROWS = (
     Row("adam-b128", (300,), 128, True, opt="adam"),
     Row("keras-rmsprop", (512, 512), 128, True, opt="rmsprop", dropout=0.2, note="the Keras example's recipe"),
 )
-QUICK_ROWS = ("seed", "deep-b64", "keras-rmsprop")
+QUICK_ROWS = ("seed", "deep-b64", "wide-b256", "keras-rmsprop")
 
 
 # ---------------------------------------------------------------------------

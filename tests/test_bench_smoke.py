@@ -72,7 +72,7 @@ def test_matrix_quick_run_prints_every_row(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180, check=False, env=env)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     rows = json.loads(out.read_text())
-    assert [r["row"]["key"] for r in rows] == ["seed", "deep-b64", "wide-b256"]
+    assert [r["row"]["key"] for r in rows] == ["seed", "deep-b64", "wide-b256", "keras-rmsprop"]
     for r in rows:
         for fw in frameworks:
             secs = r[fw]["seconds"]

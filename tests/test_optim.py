@@ -147,10 +147,11 @@ def test_optimizer_matches_reference_float64(data, name, hidden, xkind):
 
 @pytest.mark.parametrize("name", ["sgd-nesterov", "adam-wd-amsgrad", "adamw", "rmsprop-centered-momentum"])
 @pytest.mark.parametrize("act", ACTS)
-def test_optimizer_matches_reference_float32(data, name, act):
+@pytest.mark.parametrize("hidden", [(24,), (24, 16), (20, 16, 12, 8)])
+def test_optimizer_matches_reference_float32(data, name, act, hidden):
     x, y = data
-    m = mm.MLP([40, 24, 16, 6], activation=act, seed=5, dtype=np.float32)
-    r = NumpyMLP([40, 24, 16, 6], activation=act, seed=5, dtype=np.float32)
+    m = mm.MLP([40, *hidden, 6], activation=act, seed=5, dtype=np.float32)
+    r = NumpyMLP([40, *hidden, 6], activation=act, seed=5, dtype=np.float32)
     for model in (m, r):
         model.fit(x, y, epochs=1, batch_size=16, optimizer=OPTIMIZERS[name]())
     assert rel_err(m.weights + m.biases, r.weights + r.biases) <= 2e-4
@@ -232,7 +233,7 @@ def test_schedule_returning_a_bad_factor_is_an_error(data):
 # -- determinism, state, persistence ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["sgd-nesterov", "adam-wd-amsgrad", "rmsprop-centered-momentum"])
+@pytest.mark.parametrize("name", ["sgd", "sgd-nesterov", "adam-wd-amsgrad", "adamw", "rmsprop-centered-momentum"])
 def test_bitwise_identical_across_thread_counts(name):
     rng = np.random.default_rng(9)
     x = (rng.integers(0, 256, (1200, 784)) * (rng.random((1200, 784)) < 0.2)).astype(np.uint8)

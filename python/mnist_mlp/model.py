@@ -446,9 +446,11 @@ class MLP:
                 hist.append(rec)
                 if verbose:
                     print(_epoch_line(rec), flush=True)
-                if early_stopping is not None and early_stopping._epoch_end(rec, self, first_epoch):
-                    break
+                # Every epoch's callbacks run, as in Keras; either may end training.
+                stop = early_stopping is not None and early_stopping._epoch_end(rec, self, first_epoch)
                 if callback is not None and callback(dict(rec)) is False:
+                    break
+                if stop:
                     break
         return hist
 
