@@ -251,3 +251,14 @@ def test_train_with_dataset_name(small_data, trained):
     assert r.stdout.splitlines()[1] == "Result:"
     r = run("evaluate", "--dataset", "no-such-set", str(trained[0] / "m.npz"))
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "no-such-set" in r.stderr
+
+
+def test_predict_with_the_arguments_swapped_names_the_model_file(trained, tmp_path):
+    # `predict seven.png model.npz`: the picture is read as the model. The message
+    # says what a model file is and never suggests unpickling (issue: new users).
+    out, _ = trained
+    picture = tmp_path / "seven.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    r = run("predict", str(picture), str(out / "m.npz"))
+    assert r.returncode == 1
+    assert "not an mnist_mlp model file" in r.stderr and "pickle" not in r.stderr.lower()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import mnist_mlp as mm
 
@@ -72,3 +73,23 @@ def test_arrays_with_an_unpickled_dtype_are_accepted():
     m = mm.MLP([5, 4, 3], seed=0, dtype=np.float64)
     np.testing.assert_array_equal(m.predict_proba(x), m.predict_proba(np.array(x, dtype=np.float64)))
     m.fit(x, np.arange(8) % 3)
+
+
+@pytest.mark.parametrize("content", [b"{}", b"\x89PNG\r\n\x1a\n" + b"\0" * 32, b""])
+def test_a_file_that_is_not_a_model_is_named_as_such(tmp_path, content):
+    path = tmp_path / "thing.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="not an mnist_mlp model file") as e:
+        mm.MLP.load(path)
+    assert "pickle" not in str(e.value).lower()
+    np.save(tmp_path / "a.npy", np.zeros(3))  # a lone .npy is not a model either
+    with pytest.raises(ValueError, match="not an mnist_mlp model file"):
+        mm.MLP.load(tmp_path / "a.npy")
+
+
+def test_from_weights_recognises_pytorchs_layout():
+    ws = [np.zeros((30, 784), np.float32), np.zeros((10, 30), np.float32)]  # (out, in), as nn.Linear holds them
+    bs = [np.zeros(30, np.float32), np.zeros(10, np.float32)]
+    with pytest.raises(ValueError, match=r"PyTorch's \(out_features, in_features\) layout.*weight\.T"):
+        mm.MLP.from_weights(ws, bs)
+    assert mm.MLP.from_weights([w.T for w in ws], bs).layer_sizes == [784, 30, 10]

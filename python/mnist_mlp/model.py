@@ -102,6 +102,12 @@ class MLP:
         for l, (w, b) in enumerate(zip(ws, bs)):
             if w.ndim != 2:
                 raise ValueError(f"weights[{l}] must be 2-D (fan_in, fan_out), got shape {w.shape}")
+            if b.shape not in ((w.shape[1],), (1, w.shape[1])) and b.shape == (w.shape[0],):
+                raise ValueError(
+                    f"weights[{l}] has shape {w.shape} with biases[{l}] of {b.shape}: that is PyTorch's "
+                    f"(out_features, in_features) layout; from_weights takes (fan_in, fan_out): pass "
+                    f"weight.T (e.g. [lin.weight.detach().numpy().T for lin in layers])"
+                )
             if w.shape[0] != sizes[-1]:
                 raise ValueError(f"weights[{l}] has fan_in {w.shape[0]} but the previous layer has {sizes[-1]} units")
             if b.shape not in ((w.shape[1],), (1, w.shape[1])):
@@ -534,12 +540,20 @@ class MLP:
     def load(cls, path: str | os.PathLike) -> "MLP":
         """Reads a model written by `save`. A corrupt or foreign file raises ValueError."""
         path = os.fspath(path)
+        not_model = (
+            f"{path}: not an mnist_mlp model file (a model is the .npz archive that MLP.save and "
+            "`mnist-mlp train --save` write)"
+        )
+        with open(path, "rb") as f:  # FileNotFoundError, IsADirectoryError, PermissionError as they are
+            magic = f.read(4)
+        if magic != b"PK\x03\x04":  # not a zip archive: never hand it to NumPy's pickle fallback
+            raise ValueError(not_model)
         try:
             npz = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise
         except Exception as e:  # zipfile / format errors
-            raise ValueError(f"{path}: not a readable mnist_mlp model ({e})") from e
+            raise ValueError(f"{not_model}: {type(e).__name__}: {e}".replace("allow_pickle", "pickling")) from e
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError(not_model)
         with npz:
             def field(name: str) -> np.ndarray:
                 if name not in npz.files:
