@@ -38,14 +38,17 @@ def test_help_has_examples():
 def test_usage_error_exits_2():
     r = run("train", "--epochs", "many")
     assert r.returncode == 2 and "invalid int value" in r.stderr
+    # Range errors too, at parse time (tests/test_cli_commands.py has every flag).
+    r = run("train", "--lr", "-1")
+    assert r.returncode == 2 and "argument --lr: must be a finite number > 0" in r.stderr
+    r = run("train", "--batch-size", "0")
+    assert r.returncode == 2 and "argument --batch-size: must be >= 1" in r.stderr
 
 
 @pytest.mark.parametrize(
     "args,message",
     [
         (["--data", "/nonexistent-dir"], "MNIST not found"),
-        (["--lr", "-1"], "lr must be finite and > 0"),
-        (["--batch-size", "0"], "batch_size must be >= 1"),
     ],
 )
 def test_errors_are_one_clear_line(args, message, mnist):

@@ -262,3 +262,16 @@ def test_predict_with_the_arguments_swapped_names_the_model_file(trained, tmp_pa
     r = run("predict", str(picture), str(out / "m.npz"))
     assert r.returncode == 1
     assert "not an mnist_mlp model file" in r.stderr and "pickle" not in r.stderr.lower()
+
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [(["train", "--epochs", "0"], "--epochs"), (["train", "--batch-size", "-3"], "--batch-size"),
+     (["train", "--lr", "0"], "--lr"), (["train", "--hidden", "0"], "--hidden"),
+     (["train", "--threads", "0"], "--threads"), (["plot", "--max-errors", "-1"], "--max-errors")],
+)
+def test_range_errors_are_usage_errors_at_parse_time(args, flag, tmp_path):
+    # Exit 2 before any data is looked for: --data names a folder that does not exist.
+    r = run(*args, "--data", str(tmp_path / "nowhere")) if args[0] == "train" else run(*args)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert flag in r.stderr and "must be" in r.stderr

@@ -93,3 +93,15 @@ def test_from_weights_recognises_pytorchs_layout():
     with pytest.raises(ValueError, match=r"PyTorch's \(out_features, in_features\) layout.*weight\.T"):
         mm.MLP.from_weights(ws, bs)
     assert mm.MLP.from_weights([w.T for w in ws], bs).layer_sizes == [784, 30, 10]
+
+
+def test_a_model_file_with_nan_weights_is_refused_naming_the_file(tmp_path):
+    m = mm.MLP([6, 4, 3], seed=0)
+    m.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["w1"] = arrays["w1"].copy()
+    arrays["w1"][0, 0] = np.nan
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=r"bad\.npz: weights\[1\] holds non-finite values"):
+        mm.MLP.load(tmp_path / "bad.npz")

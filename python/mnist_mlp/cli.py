@@ -87,6 +87,32 @@ class CLIError(Exception):
 # Arguments
 
 
+def _int_at_least(low: int) -> Any:
+    """An argparse type: an integer >= low (a range error is a usage error, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
+        return v
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not (v > 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return v
+
+
 def _parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(
@@ -108,15 +134,15 @@ def _parser() -> argparse.ArgumentParser:
                       help="a named dataset from mnist_mlp.datasets (e.g. mnist, fashion-mnist), looked for "
                            "in --data, fetched when missing (default: MNIST from --data)")
     threads = argparse.ArgumentParser(add_help=False)
-    threads.add_argument("--threads", type=int, default=None, help="threads (default: all cores, or OMP_NUM_THREADS)")
+    threads.add_argument("--threads", type=_int_at_least(1), default=None, help="threads (default: all cores, or OMP_NUM_THREADS)")
 
     t = sub.add_parser("train", parents=[common, data, threads], help="train a model (defaults: the seed notebook's run)",
                        description="Train an MLP (ReLU, softmax, cross-entropy, SGD) and report the seed notebook's lines.",
                        epilog=TRAIN_EXAMPLES, formatter_class=raw)
-    t.add_argument("--hidden", type=int, nargs="+", default=[300], metavar="N", help="hidden layer widths (default: 300)")
-    t.add_argument("--lr", type=float, default=0.1, help="learning rate (default: 0.1)")
-    t.add_argument("--batch-size", type=int, default=8, help="mini-batch size (default: 8)")
-    t.add_argument("--epochs", type=int, default=20, help="epochs (default: 20)")
+    t.add_argument("--hidden", type=_int_at_least(1), nargs="+", default=[300], metavar="N", help="hidden layer widths (default: 300)")
+    t.add_argument("--lr", type=_positive_float, default=0.1, help="learning rate (default: 0.1)")
+    t.add_argument("--batch-size", type=_int_at_least(1), default=8, help="mini-batch size (default: 8)")
+    t.add_argument("--epochs", type=_int_at_least(1), default=20, help="epochs (default: 20)")
     t.add_argument("--seed", type=int, default=0, help="seed for the initial weights and shuffling (default: 0)")
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="precision (default: float32)")
     t.add_argument("--shuffle", action="store_true", help="shuffle the training set every epoch")
@@ -146,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--model", default=None, metavar="MODEL.npz", help="a saved model (confusion matrix, misclassified digits)")
     pl.add_argument("--metrics", default=None, metavar="METRICS.json", help="written by train --metrics-json (curves)")
     pl.add_argument("--out-dir", default=".", metavar="DIR", help="where the PNG files go (default: .)")
-    pl.add_argument("--max-errors", type=int, default=36, metavar="N", help="misclassified digits shown (default: 36)")
+    pl.add_argument("--max-errors", type=_int_at_least(0), default=36, metavar="N", help="misclassified digits shown (default: 36)")
     for command in (t, e, pr, pl):
         command.set_defaults(usage_error=command.error)
     return p

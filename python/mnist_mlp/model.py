@@ -611,7 +611,12 @@ class MLP:
                     extra["opt"] = opt
                 except (ValueError, TypeError, KeyError, json.JSONDecodeError) as e:
                     raise ValueError(f"{path}: {e}") from e
-        model = cls.from_weights(ws, bs, activation=extra.get("activation", "relu"), dropout=extra.get("dropout", 0.0))
+        try:  # non-finite weights, for one, are refused here: the message names the file and the field
+            model = cls.from_weights(
+                ws, bs, activation=extra.get("activation", "relu"), dropout=extra.get("dropout", 0.0)
+            )
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from e
         model.history = history
         if v2:
             model._dropout_seed = extra["dropout_seed"]
