@@ -84,12 +84,12 @@ class EarlyStopping:
         """After an epoch: True to stop. Restores the best weights when stopping."""
         value = float(record[self._key])
         if self.restore_best_weights and self.best_weights is None:
-            self.best_weights = _snapshot(model)
+            self.best_weights = model._copy_params()
         self.wait += 1
         if self._improves(value):
             self.best, self.best_epoch, self.wait = value, record["epoch"], 0
             if self.restore_best_weights:
-                self.best_weights = _snapshot(model)
+                self.best_weights = model._copy_params()
             return False
         if self.wait >= self.patience and record["epoch"] > first_epoch:
             self.stopped_epoch = record["epoch"]
@@ -97,7 +97,3 @@ class EarlyStopping:
                 model._set_params(*self.best_weights)
             return True
         return False
-
-
-def _snapshot(model: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    return [np.array(w) for w in model.weights], [np.array(b) for b in model.biases]

@@ -469,7 +469,7 @@ class MLPClassifier:
                 self.best_loss_ = np.inf
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
-            self._best_params = _copy_params(self.model_)
+            self._best_params = self.model_._copy_params()
         else:
             model = self.model_
             if model.layer_sizes != sizes or model.dtype != dt or model.activation != p["activation"]:
@@ -485,12 +485,9 @@ class MLPClassifier:
             opt = _optim._SklearnAdam(p["lr"], p["beta_1"], p["beta_2"], p["epsilon"], p["alpha"])
         if not incremental or not hasattr(self, "_lr_now"):
             # A new optimizer, as scikit-learn makes one per fit (and per first partial_fit).
+            # (A partial_fit with another solver is reset by MLP.fit: its state's kind differs.)
             model.reset_optimizer()
             self._lr_now = p["lr"]
-            self._opt_kind = opt._signature()
-        elif self._opt_kind != opt._signature():
-            model.reset_optimizer()
-            self._opt_kind = opt._signature()
 
         # early_stopping: scikit-learn's stratified split, with the same RandomState.
         x_val = y_val = None
@@ -583,7 +580,7 @@ class MLPClassifier:
                 self._no_improvement_count = 0
             if score > self.best_validation_score_:  # type: ignore[operator]
                 self.best_validation_score_ = score
-                self._best_params = _copy_params(self.model_)
+                self._best_params = self.model_._copy_params()
         else:
             if self.loss_curve_[-1] > self.best_loss_ - p["tol"]:  # type: ignore[operator]
                 self._no_improvement_count += 1
@@ -647,10 +644,6 @@ class _CurrentLR(_optim.Schedule):
 
     def lr(self, epoch: int, base_lr: float, *, samples_per_epoch: int = 0) -> float:
         return float(self.est._lr_now)
-
-
-def _copy_params(model: MLP) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    return [np.array(w) for w in model.weights], [np.array(b) for b in model.biases]
 
 
 def _convergence_warning() -> type[Warning]:

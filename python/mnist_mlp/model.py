@@ -124,6 +124,10 @@ class MLP:
         self._set_params(ws, [b.reshape(-1) for b in bs])
         return self
 
+    def _copy_params(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Copies of (weights, biases), for `_set_params` to put back."""
+        return [np.array(w) for w in self.weights], [np.array(b) for b in self.biases]
+
     def _set_params(self, ws: Sequence[np.ndarray], bs: Sequence[np.ndarray]) -> None:
         for dst, src in zip(self._core.weights() + self._core.biases(), list(ws) + list(bs)):
             dst[...] = src
