@@ -10,6 +10,7 @@ from . import datasets
 from .model import MLP
 from .compat import NN
 from .estimator import MLPClassifier
+from .sweep import SweepResult, sweep  # dask.distributed is imported only when a sweep runs
 from . import images, plots  # matplotlib and Pillow are imported only when used
 
 __version__: str = _core.__version__
@@ -29,5 +30,7 @@ __all__ = [
     "plots",
     "read_idx",
     "reference",
+    "sweep",
+    "SweepResult",
     "write_idx",
 ]

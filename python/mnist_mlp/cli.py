@@ -1,4 +1,4 @@
-"""The `mnist-mlp` command (also `python -m mnist_mlp`): train, evaluate, predict, plot.
+"""The `mnist-mlp` command (also `python -m mnist_mlp`): train, evaluate, predict, plot, sweep.
 
 Exit codes: 0 success, 1 a failure (one line on stderr, ``mnist-mlp: error: ...``;
 ``--debug`` shows the traceback instead), 2 a usage error, 130 Ctrl-C.
@@ -25,6 +25,7 @@ MAIN_EXAMPLES = """examples:
   mnist-mlp evaluate model.npz
   mnist-mlp predict model.npz digit.png
   mnist-mlp plot --model model.npz --metrics metrics.json --out-dir figures
+  mnist-mlp sweep --hidden 128 300 512,256 --lr 0.05 0.1 --batch-size 8 32 --epochs 3
 
 Run "mnist-mlp COMMAND --help" for the options of each command.
 """
@@ -79,6 +80,25 @@ test digits, true -> predicted). Needs matplotlib: pip install "mnist_mlp[plot]"
 """
 
 
+SWEEP_EXAMPLES = """examples:
+  mnist-mlp sweep --hidden 128 300 512,256 --lr 0.05 0.1 --batch-size 8 32 --epochs 3
+  mnist-mlp sweep --hidden 300 --lr 0.05 0.1 --epochs 3 --workers 2 --out sweep.csv --save-best best.npz
+  mnist-mlp sweep --scheduler tcp://10.0.0.5:8786 --hidden 300 1024 --optimizer adam --lr 1e-3 3e-3 --shuffle
+
+Runs every combination of the values given (each option takes one or more) on
+a dask.distributed cluster (pip install "mnist_mlp[dask]"): by default a
+LocalCluster on this machine, --workers processes (default: one per core /
+--threads-per-trial), closed at the end; with --scheduler, the workers of a
+running scheduler. Each trial is an MLP trained on the training set and scored
+on the test set (the validation data). --hidden 512,256 is one network with two
+hidden layers. A worker that dies costs its trial's attempt only: the trial
+reruns elsewhere, up to --retries times. A trial that fails (diverges, say) is
+reported and the others go on.
+Prints a line per finished trial (with a progress bar on a terminal), then a
+table sorted by validation accuracy.
+"""
+
+
 class CLIError(Exception):
     """A failure to report in one line (exit 1)."""
 
@@ -110,6 +130,25 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
     if not (v > 0 and v != float("inf")):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return v
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    """An argparse type for --hidden of sweep: "512,256" is one network's hidden widths."""
+    parse = _int_at_least(1)
+    parts = text.split(",")
+    if not text or any(not part.strip() for part in parts):
+        raise argparse.ArgumentTypeError(f"invalid widths {text!r}: use W or W,W,... (e.g. 512,256)")
+    return tuple(parse(part.strip()) for part in parts)
+
+
+def _rate(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return v
 
 
@@ -173,7 +212,41 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--metrics", default=None, metavar="METRICS.json", help="written by train --metrics-json (curves)")
     pl.add_argument("--out-dir", default=".", metavar="DIR", help="where the PNG files go (default: .)")
     pl.add_argument("--max-errors", type=_int_at_least(0), default=36, metavar="N", help="misclassified digits shown (default: 36)")
-    for command in (t, e, pr, pl):
+
+    sw = sub.add_parser("sweep", parents=[common, data], help="a hyperparameter sweep on a dask.distributed cluster",
+                        description="Train one model per combination of the values given, in parallel on "
+                                    "dask.distributed workers, and rank them by validation (test set) accuracy.",
+                        epilog=SWEEP_EXAMPLES, formatter_class=raw)
+    sw.add_argument("--hidden", type=_widths, nargs="+", default=[(300,)], metavar="W[,W...]",
+                    help="networks: hidden widths, comma-separated for several layers (default: 300)")
+    sw.add_argument("--lr", type=_positive_float, nargs="+", default=None,
+                    help="learning rates (default: 0.1; with --optimizer, that optimizer's default)")
+    sw.add_argument("--batch-size", type=_int_at_least(1), nargs="+", default=[8], metavar="N",
+                    help="mini-batch sizes (default: 8)")
+    sw.add_argument("--epochs", type=_int_at_least(1), nargs="+", default=[20], metavar="N", help="epochs (default: 20)")
+    sw.add_argument("--seed", type=_int_at_least(0), nargs="+", default=[0], metavar="N",
+                    help="seeds for the initial weights and shuffling (default: 0)")
+    sw.add_argument("--dtype", choices=["float32", "float64"], nargs="+", default=["float32"],
+                    help="precisions (default: float32)")
+    sw.add_argument("--activation", choices=["relu", "tanh", "logistic", "identity"], nargs="+", default=None,
+                    help="hidden activations (default: relu)")
+    sw.add_argument("--dropout", type=_rate, nargs="+", default=None, metavar="P",
+                    help="dropout rates after every hidden layer (default: 0)")
+    sw.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop"], nargs="+", default=None,
+                    help="optimizers, with torch's defaults and --lr (default: the seed's plain SGD)")
+    sw.add_argument("--shuffle", action="store_true", help="shuffle the training set every epoch")
+    sw.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="a running dask scheduler, e.g. tcp://10.0.0.5:8786 (default: start a LocalCluster)")
+    sw.add_argument("--workers", type=_int_at_least(1), default=None, metavar="N",
+                    help="worker processes of the LocalCluster (default: cores / --threads-per-trial)")
+    sw.add_argument("--threads-per-trial", type=_int_at_least(1), default=1, metavar="N",
+                    help="OpenMP threads of each trial (default: 1)")
+    sw.add_argument("--retries", type=_int_at_least(0), default=2, metavar="N",
+                    help="reruns of a trial whose worker died (default: 2)")
+    sw.add_argument("--out", default=None, metavar="SWEEP.csv", help="write one row per trial as CSV")
+    sw.add_argument("--json", default=None, metavar="SWEEP.json", help="write every trial, histories included, as JSON")
+    sw.add_argument("--save-best", default=None, metavar="MODEL.npz", help="write the best trial's model here")
+    for command in (t, e, pr, pl, sw):
         command.set_defaults(usage_error=command.error)
     return p
 
@@ -260,16 +333,17 @@ class _TextBar(_NoBar):
 
     WIDTH = 24
 
-    def __init__(self, stream: IO[str], total: int) -> None:
+    def __init__(self, stream: IO[str], total: int, unit: str = "epoch", label: str = "test accuracy") -> None:
         super().__init__(stream)
         self.total, self.done, self.t0, self.suffix = total, 0, time.perf_counter(), ""
+        self.unit, self.label = unit, label
         self.part, self._shown, self._last = 0.0, 0, 0.0
         self._draw()
 
     def _draw(self) -> None:
         elapsed = time.perf_counter() - self.t0
         fill = int(self.WIDTH * (self.done + self.part) / max(self.total, 1))
-        text = f"epoch {self.done}/{self.total} [{'#' * fill}{'.' * (self.WIDTH - fill)}] {elapsed:.1f} s"
+        text = f"{self.unit} {self.done}/{self.total} [{'#' * fill}{'.' * (self.WIDTH - fill)}] {elapsed:.1f} s"
         if 0 < self.done < self.total:
             text += f", ~{elapsed / self.done * (self.total - self.done):.1f} s left"
         text += self.suffix
@@ -290,7 +364,7 @@ class _TextBar(_NoBar):
         self.done += 1
         self.part = 0.0
         if "test_accuracy" in rec:
-            self.suffix = f", test accuracy {rec['test_accuracy']:.4f}"
+            self.suffix = f", {self.label} {rec['test_accuracy']:.4f}"
         self._draw()
 
     def batches(self, done: int, total: int) -> None:
@@ -306,21 +380,23 @@ class _TextBar(_NoBar):
 
 
 class _TqdmBar(_NoBar):
-    def __init__(self, stream: IO[str], total: int) -> None:
+    def __init__(self, stream: IO[str], total: int, unit: str = "epoch", label: str = "test accuracy") -> None:
         super().__init__(stream)
         from tqdm import tqdm
 
         self._tqdm = tqdm
-        self.bar = tqdm(total=total, unit="epoch", file=stream, leave=False, dynamic_ncols=True, mininterval=0.1,
-                        bar_format="{l_bar}{bar}| {n:.1f}/{total} epochs [{elapsed}<{remaining}{postfix}]")
+        count = "{n:.1f}" if unit == "epoch" else "{n:.0f}"  # epochs move within, trials by one
+        self.bar = tqdm(total=total, unit=unit, file=stream, leave=False, dynamic_ncols=True, mininterval=0.1,
+                        bar_format="{l_bar}{bar}| " + count + "/{total} " + unit + "s [{elapsed}<{remaining}{postfix}]")
         self.part = 0.0
+        self.label = label
 
     def write(self, line: str) -> None:
         self._tqdm.write(line, file=self.stream)
 
     def update(self, rec: dict[str, Any]) -> None:
         if "test_accuracy" in rec:
-            self.bar.set_postfix_str(f"test accuracy {rec['test_accuracy']:.4f}", refresh=False)
+            self.bar.set_postfix_str(f"{self.label} {rec['test_accuracy']:.4f}", refresh=False)
         self.bar.update(1 - self.part)
         self.part = 0.0
         self.bar.refresh()  # an epoch's end is always shown
@@ -335,17 +411,20 @@ class _TqdmBar(_NoBar):
         self.bar.close()
 
 
-def progress_bar(total: int, stream: IO[str] | None = None, *, enabled: bool = True, use_tqdm: bool | None = None) -> _NoBar:
-    """A bar over ``total`` epochs on ``stream`` (stdout): tqdm when installed,
-    else a built-in one, and none when ``stream`` is not a terminal or not
-    ``enabled``. ``write(line)`` prints a line above the bar."""
+def progress_bar(total: int, stream: IO[str] | None = None, *, enabled: bool = True, use_tqdm: bool | None = None,
+                 unit: str = "epoch", label: str = "test accuracy") -> _NoBar:
+    """A bar over ``total`` epochs (or other ``unit``s) on ``stream`` (stdout):
+    tqdm when installed, else a built-in one, and none when ``stream`` is not a
+    terminal or not ``enabled``. ``write(line)`` prints a line above the bar;
+    ``update(rec)`` advances it by one, showing ``label`` and rec's
+    ``test_accuracy``."""
     stream = sys.stdout if stream is None else stream
     isatty = getattr(stream, "isatty", None)
     if not enabled or not (callable(isatty) and isatty()):
         return _NoBar(stream)
     if use_tqdm is None:
         use_tqdm = importlib.util.find_spec("tqdm") is not None
-    return _TqdmBar(stream, total) if use_tqdm else _TextBar(stream, total)
+    return (_TqdmBar if use_tqdm else _TextBar)(stream, total, unit, label)
 
 
 # ---------------------------------------------------------------------------
@@ -579,6 +658,68 @@ def _plot(args: argparse.Namespace, usage: Callable[[str], Any]) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace, usage: Callable[[str], Any]) -> int:
+    if args.workers is not None and args.scheduler:
+        usage("--workers sizes the LocalCluster; the workers of --scheduler are the scheduler's")
+    _require("distributed", "dask", "sweep")
+    from .sweep import SweepResult, _cell, sweep
+
+    grid: dict[str, list[Any]] = {"hidden": args.hidden}
+    if args.lr is not None or args.optimizer is None:
+        grid["lr"] = args.lr if args.lr is not None else [0.1]
+    grid.update(batch_size=args.batch_size, epochs=args.epochs, seed=args.seed, dtype=args.dtype,
+                shuffle=[args.shuffle])
+    for key in ("activation", "dropout", "optimizer"):
+        if getattr(args, key) is not None:
+            grid[key] = getattr(args, key)
+    shown = ["hidden", "lr", "batch_size", "epochs"] + [
+        k for k, v in grid.items() if len(v) > 1 and k not in ("hidden", "lr", "batch_size", "epochs")]
+    train, test, source = _load_data(args)
+    total = 1
+    for values in grid.values():
+        total *= len(values)
+    bar = progress_bar(total, sys.stdout, unit="trial", label="best validation accuracy")
+    best: list[float] = []
+
+    def on_trial(done: int, total: int, trial: dict[str, Any]) -> None:
+        p = trial["params"]
+        what = " ".join(f"{k}={_cell(p[k])}" for k in shown)
+        if trial["error"] is None:
+            best[:] = [max(best + [trial["test_accuracy"]])]
+            outcome = (f"validation accuracy {trial['test_accuracy']:.5f}, loss {trial['test_loss']:.5f} "
+                       f"({trial['train_seconds']:.2f} s on {trial['worker']}, attempts {trial['attempts']})")
+        else:
+            outcome = f"failed after {trial['attempts']} attempt(s): {trial['error']}"
+        bar.write(f"trial {trial['trial']} ({done}/{total}): {what}: {outcome}")
+        bar.update({"test_accuracy": best[0]} if best else {})
+
+    t0 = time.perf_counter()
+    try:
+        res: SweepResult = sweep(grid, train, test, scheduler=args.scheduler, retries=args.retries,
+                                 threads_per_trial=args.threads_per_trial, progress=on_trial, n_workers=args.workers)
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+    failed = sum(t["error"] is not None for t in res.trials)
+    print(f"Sweep: {len(res.trials)} trials on {source}, {failed} failed, {elapsed:.1f} s; "
+          f"validated on the test set ({len(test[0])} samples)")
+    print(res.table(shown))
+    if args.out:
+        res.to_csv(args.out)
+        print(f"wrote {args.out}")
+    if args.json:
+        res.to_json(args.json)
+        print(f"wrote {args.json}")
+    best_trial = res.best
+    if best_trial is None:
+        raise CLIError(f"every trial failed; the first: {res.trials[0]['error']}")
+    if args.save_best:
+        res.best_model().save(args.save_best)
+        print(f"saved {args.save_best} (trial {best_trial['trial']}, validation accuracy "
+              f"{best_trial['test_accuracy']:.5f})")
+    return 0
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -594,6 +735,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _predict(args)
         if args.command == "plot":
             return _plot(args, args.usage_error)
+        if args.command == "sweep":
+            return _sweep(args, args.usage_error)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
