@@ -79,3 +79,19 @@ def test_matrix_quick_run_prints_every_row(tmp_path: Path) -> None:
             assert len(secs) == 1 and all(_finite(s) and s > 0 for s in secs), (fw, r[fw])
         assert r["mnist_mlp"]["kernel"] in ("fused-plan", "layers-sparse")
     assert "| network, batch, order |" in proc.stdout
+
+
+def test_sweep_quick_run_reports_the_speedup(tmp_path: Path) -> None:
+    if not _have_mnist():
+        pytest.skip(f"MNIST files not found in {DATA}")
+    pytest.importorskip("distributed")
+    out = tmp_path / "sweep.json"
+    cmd = [sys.executable, "bench/sweep.py", "--quick", "--data", str(DATA), "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    result = json.loads(out.read_text())
+    assert result["trials"] == 8 and result["bitwise_equal"] is True
+    assert len(result["sequential_seconds"]) == len(result["sweep_seconds"]) == 1
+    for key in ("speedup", "overhead_per_trial_seconds", "cold_sweep_seconds"):
+        assert _finite(result[key]), (key, result[key])
+    assert "speed-up" in proc.stdout and "| sequential, 1 process, 1 thread |" in proc.stdout
