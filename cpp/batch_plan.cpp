@@ -1,5 +1,7 @@
 #include "batch_plan.hpp"
 
+#include "nonzero_index.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -20,26 +22,13 @@ int thread_num() {
 #endif
 }
 
-// Row i's nonzero pixels, in increasing column order; returns how many.
-int64_t row_nonzeros(const InputView& x, int64_t i, uint16_t* k, uint8_t* v) {
-    const auto* row = static_cast<const uint8_t*>(x.data) + i * x.row_stride;
-    int64_t n = 0, c = 0;
-    if (x.col_stride == 1)
-        for (; c + 8 <= x.cols; c += 8) {
-            uint64_t word;
-            std::memcpy(&word, row + c, 8);
-            if (!word) continue;  // most 8-pixel runs of a digit image are blank
-            for (int j = 0; j < 8; ++j) {
-                k[n] = (uint16_t)(c + j);
-                v[n] = row[c + j];
-                n += row[c + j] != 0;
-            }
-        }
-    for (; c < x.cols; ++c) {
-        const uint8_t p = row[c * x.col_stride];
-        k[n] = (uint16_t)c;
-        v[n] = p;
-        n += p != 0;
+// Row i's nonzero pixels, in increasing column order (from the index, which
+// holds at most d per row); returns how many.
+int64_t row_nonzeros(const NonzeroIndex& nz, int64_t i, uint16_t* k, uint8_t* v) {
+    const int64_t o = nz.offsets[i], n = nz.offsets[i + 1] - o;
+    if (n) {  // (an empty index's data may be null)
+        std::memcpy(k, nz.idx + o, (size_t)n * sizeof(uint16_t));
+        std::memcpy(v, nz.val + o, (size_t)n);
     }
     return n;
 }
@@ -144,6 +133,12 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
         std::vector<uint8_t> umask;
     };
     std::vector<Buffers> bufs((size_t)std::max(nthreads, 1));
+    // Both passes below read the pixels through one snapshot, their index: read
+    // twice from x, a change between the passes (another thread writing the
+    // array, or the file under a memory map) would make the second pass's lists
+    // outgrow the sizes the first one allocated.
+    const NonzeroIndexData index(x, nthreads);
+    const NonzeroIndex nz = index.view();
     for (Buffers& buf : bufs) {
         buf.nk.resize((size_t)(span * d));
         buf.slot.resize((size_t)(d * span));
@@ -195,7 +190,7 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
                 const int64_t r0 = b * span, rows = std::min(n, r0 + span) - r0;
                 int64_t total = 0;
                 for (int64_t r = 0; r < rows; ++r) {
-                    nn[(size_t)r] = row_nonzeros(x, r0 + r, nk.data() + r * d, nv.data() + r * d);
+                    nn[(size_t)r] = row_nonzeros(nz, r0 + r, nk.data() + r * d, nv.data() + r * d);
                     total += nn[(size_t)r];
                 }
                 // Update lists: the inputs the block uses, each with its samples in order.

@@ -21,6 +21,7 @@
 #include "kernels.hpp"
 #include "mlp.hpp"
 #include "nonzero_index.hpp"
+#include "threads.hpp"
 
 namespace py = pybind11;
 using namespace mm;
@@ -120,20 +121,18 @@ void check_labels(const Labels& y, int64_t n, int64_t classes) {
                                   " is outside [0, " + std::to_string(classes) + ")");
 }
 
-// Threads for a call: the request, or OpenMP's default, never more than the
-// processors (more only slows every kernel here, and a failed thread creation
-// would end the process inside libgomp).
-int resolve_threads(std::optional<int> n) {
-#ifdef _OPENMP
-    // omp_get_num_procs() asks the kernel for the affinity mask (a system call,
-    // a sizeable part of a small matmul): asked once.
-    static const int procs = omp_get_num_procs() > 0 ? omp_get_num_procs() : 1;
-    const int want = (n && *n >= 1) ? *n : omp_get_max_threads();
-    return want < 1 ? 1 : (want > procs ? procs : want);
-#else
-    (void)n;
-    return 1;
-#endif
+// Threads for a call (threads.hpp decides); called with the GIL held. When the
+// system would not start all of them, the call runs with fewer and says so.
+int call_threads(std::optional<int> n) {
+    const ThreadCount t = mm::resolve_threads(n);
+    if (t.reduced) {
+        const std::string msg = "mnist_mlp: could only start " + std::to_string(t.threads) + " of " +
+                                std::to_string(t.reduced) +
+                                " threads (the system's limit on processes or threads); running with " +
+                                std::to_string(t.threads);
+        if (PyErr_WarnEx(PyExc_RuntimeWarning, msg.c_str(), 1) < 0) throw py::error_already_set();
+    }
+    return t.threads;
 }
 
 template <class T>
@@ -313,7 +312,7 @@ void bind_model(py::module_& m, const char* name) {
                 stop.progress = progress;
                 stop.total = (n + batch - 1) / batch;
                 job.stop_ctx = &stop;
-                job.nthreads = resolve_threads(threads);
+                job.nthreads = call_threads(threads);
                 NonzeroIndex nzv{};
                 if (index) {
                     check_built_from(index->source(), xv, "the nonzero index");
@@ -358,7 +357,7 @@ void bind_model(py::module_& m, const char* name) {
                 if (y) check_labels(*y, n, classes);
                 if (plan) check_built_from(plan->source(), xv, "the batch plan");
                 py::object probs = py::none(), pred = py::none();
-                EvalJob<T> job{mo.view(), xv, y ? y->data() : nullptr, nullptr, n, resolve_threads(threads)};
+                EvalJob<T> job{mo.view(), xv, y ? y->data() : nullptr, nullptr, n, call_threads(threads)};
                 if (plan) job.plan = &plan->view();
                 if (want_probs) {
                     py::array_t<T> p({(py::ssize_t)n, (py::ssize_t)classes});
@@ -418,7 +417,7 @@ py::array_t<T> gemm_impl(const py::array_t<T>& a, const py::array_t<T>& b, bool 
         throw py::value_error("matmul: inner dimensions differ (" + std::to_string(s.k) + " vs " + std::to_string(s.kb) +
                               ")");
     if (algo != "naive" && algo != "auto") throw py::value_error("algo must be 'auto' or 'naive'");
-    return gemm_run<T>(a.data(), a.shape(1), ta, b.data(), b.shape(1), tb, s.m, s.n, s.k, resolve_threads(threads),
+    return gemm_run<T>(a.data(), a.shape(1), ta, b.data(), b.shape(1), tb, s.m, s.n, s.k, call_threads(threads),
                        algo == "naive");
 }
 
@@ -435,7 +434,7 @@ py::object gemm_fast_t(py::handle ah, py::handle bh, bool ta, bool tb, std::opti
         throw py::value_error("matmul: inner dimensions differ: op(a) is " + shape_str(s.m, s.k) + ", op(b) is " +
                               shape_str(s.kb, s.n));
     return gemm_run<T>(static_cast<const T*>(a.data()), a.shape(1), ta, static_cast<const T*>(b.data()), b.shape(1),
-                       tb, s.m, s.n, s.k, resolve_threads(threads), false);
+                       tb, s.m, s.n, s.k, call_threads(threads), false);
 }
 
 // ops.matmul's common case, checked here rather than in Python (the Python
@@ -565,7 +564,8 @@ PYBIND11_MODULE(_core, m) {
     m.def("read_idx_bytes", &read_idx_buffer, py::arg("data"), py::arg("name") = "<bytes>");
     m.def("encode_idx", &encode_idx_array, py::arg("array"), py::arg("type_code"));
 
-    m.def("max_threads", [] { return resolve_threads(std::nullopt); });
+    m.def("max_threads", [] { return call_threads(std::nullopt); });
+    m.def("in_forked_child", &mm::in_forked_child);
     m.def("cache_sizes", [] {
         const CacheSizes& c = cache_sizes();
         return py::make_tuple(c.l1, c.l2, c.l3);
@@ -607,8 +607,9 @@ PYBIND11_MODULE(_core, m) {
                      throw py::type_error("NonzeroIndex needs a 2-D uint8 array");
                  if (x.shape(1) > 65536) throw py::value_error("NonzeroIndex supports at most 65536 features");
                  InputView v = input_view(x, x.shape(1));
+                 const int nt = call_threads(threads);
                  py::gil_scoped_release nogil;
-                 return new NonzeroIndexData(v, resolve_threads(threads));
+                 return new NonzeroIndexData(v, nt);
              }),
              py::arg("x"), py::arg("num_threads") = py::none(), py::keep_alive<1, 2>())
         .def_property_readonly("nbytes", &NonzeroIndexData::nbytes)
@@ -626,8 +627,9 @@ PYBIND11_MODULE(_core, m) {
                  if (batch > kFastMaxBatch)
                      throw py::value_error("BatchPlan is for batches of at most " + std::to_string(kFastMaxBatch) +
                                            " rows, got " + std::to_string(batch));
+                 const int nt = call_threads(threads);
                  py::gil_scoped_release nogil;
-                 return new BatchPlanData(v, batch, resolve_threads(threads));
+                 return new BatchPlanData(v, batch, nt);
              }),
              py::arg("x"), py::arg("batch_size"), py::arg("num_threads") = py::none(), py::keep_alive<1, 2>())
         .def_property_readonly("batch_size", &BatchPlanData::batch)

@@ -29,6 +29,9 @@ def encode_idx(array: np.ndarray, type_code: int) -> bytes:
 def max_threads() -> int:
     """Threads used when num_threads is None (OpenMP's maximum; 1 without OpenMP)."""
 
+def in_forked_child() -> bool:
+    """True in a child made by fork() (which then runs single-threaded)."""
+
 def training_aid(
     nlayers: int,
     batch_size: int,

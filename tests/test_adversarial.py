@@ -1,0 +1,189 @@
+"""What an adversarial caller does: data changing under fit, the deepest network
+validation accepts. Crashes here are memory errors; CI also runs this file under
+AddressSanitizer and UndefinedBehaviorSanitizer, where they fail loudly."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import mnist_mlp as mm
+
+
+@pytest.fixture(scope="module")
+def pixels(mnist):
+    (x, y), _ = mnist
+    return np.ascontiguousarray(x[:384].reshape(384, -1)), y[:384].copy()
+
+
+class Flipper:
+    """Another thread inverting the last rows of x (255 - pixel) as fast as it
+    can: blank pixels become ink and ink becomes blank, so every count of
+    nonzeros taken before a change is wrong after it."""
+
+    def __init__(self, x: np.ndarray, rows: int):
+        self.tail = x[-rows:]
+        self.flips = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            np.subtract(255, self.tail, out=self.tail)
+            self.flips += 1
+
+    def __enter__(self) -> "Flipper":
+        self._old = sys.getswitchinterval()
+        sys.setswitchinterval(1e-5)  # let the flipper in whenever the GIL is free
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        sys.setswitchinterval(self._old)
+
+
+# (batch_size, shuffle, hidden): the batch plan (in order, one hidden layer,
+# small batches), the nonzero index (shuffled), the general engine's first layer
+# (two hidden layers, a large batch).
+CASES = [(8, False, (16,)), (32, False, (16,)), (8, True, (16,)), (64, True, (16,)), (128, True, (16, 8)), (16, False, (16, 8))]
+
+
+@pytest.mark.parametrize("batch_size, shuffle, hidden", CASES)
+def test_pixels_changing_during_fit_never_corrupt_memory(pixels, batch_size, shuffle, hidden):
+    # The issue's reproduction: a heap overflow within 0.2 s of fits like these.
+    # A changed array may give any model; it must give one, with finite weights.
+    x0, y = pixels
+    x = x0.copy()
+    fits = 1000 // len(CASES)
+    with Flipper(x, rows=96) as flipper:
+        for i in range(fits):
+            m = mm.MLP([784, *hidden, 10], seed=i)
+            m.fit(x, y, epochs=1, batch_size=batch_size, shuffle=shuffle, num_threads=2, eval_train=False)
+            assert all(np.isfinite(w).all() for w in m.weights + m.biases)
+    assert flipper.flips > fits  # the data really did change during the fits
+
+
+def test_index_and_plan_of_changing_pixels_stay_within_bounds(pixels):
+    from mnist_mlp import _core
+
+    x0, _ = pixels
+    x = x0.copy()
+    with Flipper(x, rows=192):
+        for _ in range(150):
+            index = _core.NonzeroIndex(x, 2)
+            assert 0 <= index.nnz <= x.size
+            plan = _core.BatchPlan(x, 8, 2)
+            assert plan.nbytes > 0
+
+
+def test_a_stable_array_gives_the_same_index_as_before(pixels):
+    # The bounded second pass changes nothing when nothing changes.
+    from mnist_mlp import _core
+
+    x, _ = pixels
+    assert _core.NonzeroIndex(x, 2).nnz == np.count_nonzero(x)
+
+
+@pytest.mark.parametrize("shuffle, batch_size", [(False, 8), (True, 100)])
+def test_the_deepest_network_validation_accepts_trains_as_the_reference(shuffle, batch_size):
+    # 64 weight matrices (65 layer sizes) is the documented limit (it used to
+    # crash: a table of 64 indexed at 64); 65 is refused.
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (200, 30), dtype=np.uint8)
+    y = rng.integers(0, 4, 200)
+    sizes = [30] + [12] * 63 + [4]
+    assert len(sizes) - 1 == 64
+    # He-scaled weights, so that the signal and the gradient reach every layer.
+    ws = [rng.normal(0, np.sqrt(2 / a), (a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [np.full(b, 0.01) for b in sizes[1:]]
+    m = mm.MLP.from_weights(ws, bs, seed=0)
+    ref = mm.reference.NumpyMLP.from_weights(ws, bs, seed=0)
+    m.fit(x, y, epochs=1, batch_size=batch_size, shuffle=shuffle, lr=0.01)
+    ref.fit(x, y, epochs=1, batch_size=batch_size, shuffle=shuffle, lr=0.01)
+    assert len(m.weights) == 64
+    assert min(np.abs(w - w0).max() for w, w0 in zip(m.weights, ws)) > 1e-7  # every layer trained
+    # float64 against the float64 reference: only the summation order differs.
+    for w, rw in zip(m.weights + m.biases, ref.weights + ref.biases):
+        np.testing.assert_allclose(w, rw, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(m.predict_proba(x), ref.predict_proba(x), rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="at most 64 weight layers"):
+        mm.MLP([30] + [12] * 64 + [4])
+
+
+def _fit_in_child(x, y, q):
+    # Runs in a fork() child of a process whose OpenMP pool has 2 threads.
+    from mnist_mlp import _core
+
+    m = mm.MLP([784, 32, 10], seed=0)
+    m.fit(x, y, epochs=1, batch_size=100, num_threads=2)
+    q.put((_core.in_forked_child(), [w.copy() for w in m.weights], m.predict(x[:50], num_threads=2)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX-only")
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")  # Python 3.12+ on fork with threads
+def test_a_forked_child_trains_single_threaded_instead_of_hanging(pixels):
+    # GNU OpenMP is not fork-safe: a child hung at its first parallel region.
+    x, y = pixels
+    parent = mm.MLP([784, 32, 10], seed=0)
+    parent.fit(x, y, epochs=1, batch_size=100, num_threads=2)  # the pool now has its second thread
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_fit_in_child, args=(x, y, q))
+    p.start()
+    try:
+        forked, weights, pred = q.get(timeout=120)
+        p.join(timeout=30)
+    finally:
+        if p.is_alive():
+            p.kill()
+    assert p.exitcode == 0
+    assert forked
+    # One thread or two: bitwise the same model (the engine's claim).
+    for w, pw in zip(weights, parent.weights):
+        assert np.array_equal(w, pw)
+    assert np.array_equal(pred, parent.predict(x[:50]))
+    from mnist_mlp import _core
+
+    assert not _core.in_forked_child()
+
+
+NPROC_CHILD = textwrap.dedent(
+    """
+    import os, resource, warnings, numpy as np, mnist_mlp as mm
+    x = np.random.default_rng(0).integers(0, 256, (400, 784), dtype=np.uint8)
+    y = np.arange(400) % 10
+    if os.getuid() == 0:  # root ignores RLIMIT_NPROC: become nobody first
+        os.setgid(65534)
+        os.setuid(65534)
+    resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))  # no new thread can start
+    m = mm.MLP([784, 32, 10], seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.fit(x, y, epochs=1, batch_size=100, num_threads=2)
+        acc = m.evaluate(x, y, num_threads=2)[1]
+    print(len(caught), caught[0].message if caught else "", flush=True)
+    print("accuracy", acc, flush=True)
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_NPROC semantics are Linux's")
+def test_threads_that_cannot_start_fall_back_with_a_warning():
+    # libgomp ended the process ("Thread creation failed") when the system
+    # refused a thread.
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="2")
+    r = subprocess.run([sys.executable, "-c", NPROC_CHILD], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert int(lines[0].split()[0]) >= 1
+    assert "could only start 1 of 2 threads" in lines[0]
+    assert float(lines[1].split()[1]) > 0.1
