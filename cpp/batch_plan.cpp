@@ -3,6 +3,8 @@
 #include "nonzero_index.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <stdexcept>
 #include <cstring>
 #include <utility>
 
@@ -22,13 +24,35 @@ int thread_num() {
 #endif
 }
 
-// Row i's nonzero pixels, in increasing column order (from the index, which
-// holds at most d per row); returns how many.
-int64_t row_nonzeros(const NonzeroIndex& nz, int64_t i, uint16_t* k, uint8_t* v) {
-    const int64_t o = nz.offsets[i], n = nz.offsets[i + 1] - o;
-    if (n) {  // (an empty index's data may be null)
-        std::memcpy(k, nz.idx + o, (size_t)n * sizeof(uint16_t));
-        std::memcpy(v, nz.val + o, (size_t)n);
+// Row i's nonzero pixels, in increasing column order; returns how many (at
+// most x.cols). From the index nz when there is one, else from the pixels.
+int64_t row_nonzeros(const InputView& x, const NonzeroIndex* nz, int64_t i, uint16_t* k, uint8_t* v) {
+    if (nz) {
+        const int64_t o = nz->offsets[i], n = nz->offsets[i + 1] - o;
+        if (n) {  // (an empty index's data may be null)
+            std::memcpy(k, nz->idx + o, (size_t)n * sizeof(uint16_t));
+            std::memcpy(v, nz->val + o, (size_t)n);
+        }
+        return n;
+    }
+    const auto* row = static_cast<const uint8_t*>(x.data) + i * x.row_stride;
+    int64_t n = 0, c = 0;
+    if (x.col_stride == 1)
+        for (; c + 8 <= x.cols; c += 8) {
+            uint64_t word;
+            std::memcpy(&word, row + c, 8);
+            if (!word) continue;  // most 8-pixel runs of a digit image are blank
+            for (int j = 0; j < 8; ++j) {
+                k[n] = (uint16_t)(c + j);
+                v[n] = row[c + j];
+                n += row[c + j] != 0;
+            }
+        }
+    for (; c < x.cols; ++c) {
+        const uint8_t p = row[c * x.col_stride];
+        k[n] = (uint16_t)c;
+        v[n] = p;
+        n += p != 0;
     }
     return n;
 }
@@ -109,6 +133,22 @@ void group_samples(int32_t* perm, uint64_t* bm, uint64_t* acc, const uint16_t* n
 
 BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
     : source_(x) {
+    // Two passes over the pixels: the first sizes every list, the second fills
+    // them. Pixels that change in between (another thread writing the array, or
+    // the file under a memory map) would make the second pass's lists outgrow
+    // what the first allocated: the second pass checks every size before it
+    // writes, and when one differs the plan is built again from a snapshot of
+    // the pixels, their nonzero index, which cannot change (27 MB more for
+    // MNIST, for the time of the build, only then).
+    if (!build(x, nullptr, batch, nthreads)) {
+        const NonzeroIndexData index(x, nthreads);
+        const NonzeroIndex nz = index.view();
+        // Both passes read the same snapshot: always consistent.
+        if (!build(x, &nz, batch, nthreads)) throw std::logic_error("batch plan: inconsistent nonzero index");
+    }
+}
+
+bool BatchPlanData::build(const InputView& x, const NonzeroIndex* nz, int64_t batch, int nthreads) {
     constexpr int G = kPlanGroup;
     const int64_t n = x.rows, d = x.cols;
     const int64_t kb = std::max<int64_t>(1, kPlanSpan / batch), span = kb * batch;
@@ -133,12 +173,7 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
         std::vector<uint8_t> umask;
     };
     std::vector<Buffers> bufs((size_t)std::max(nthreads, 1));
-    // Both passes below read the pixels through one snapshot, their index: read
-    // twice from x, a change between the passes (another thread writing the
-    // array, or the file under a memory map) would make the second pass's lists
-    // outgrow the sizes the first one allocated.
-    const NonzeroIndexData index(x, nthreads);
-    const NonzeroIndex nz = index.view();
+    std::atomic<bool> changed{false};
     for (Buffers& buf : bufs) {
         buf.nk.resize((size_t)(span * d));
         buf.slot.resize((size_t)(d * span));
@@ -190,7 +225,7 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
                 const int64_t r0 = b * span, rows = std::min(n, r0 + span) - r0;
                 int64_t total = 0;
                 for (int64_t r = 0; r < rows; ++r) {
-                    nn[(size_t)r] = row_nonzeros(nz, r0 + r, nk.data() + r * d, nv.data() + r * d);
+                    nn[(size_t)r] = row_nonzeros(x, nz, r0 + r, nk.data() + r * d, nv.data() + r * d);
                     total += nn[(size_t)r];
                 }
                 // Update lists: the inputs the block uses, each with its samples in order.
@@ -203,6 +238,12 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
                         slot[(size_t)(k * span + c)] = (uint16_t)((r << 8) | nv[(size_t)(r * d + t)]);
                         cnt[(size_t)k] = c + 1;
                     }
+                if (pass == 1 && (used != row_off_[(size_t)b + 1] - row_off_[(size_t)b] ||
+                                  total != ent_off_[(size_t)b + 1] - ent_off_[(size_t)b])) {
+                    changed.store(true, std::memory_order_relaxed);  // the pixels changed: write nothing
+                    for (int64_t u = 0; u < used; ++u) cnt[(size_t)order[(size_t)u]] = 0;
+                    continue;
+                }
                 if (pass == 0) {
                     row_off_[(size_t)b + 1] = used;
                     ent_off_[(size_t)b + 1] = total;
@@ -281,7 +322,9 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
                             ++u;
                         }
                     }
-                    if (pass) {
+                    if (pass && u != fwd_off_[(size_t)gi + 1] - fwd_off_[(size_t)gi]) {
+                        changed.store(true, std::memory_order_relaxed);
+                    } else if (pass) {
                         // The inputs by member mask (a counting sort, stable: increasing within a mask).
                         int32_t* pat = fpat_.data() + gi * 16;
                         int64_t start[17] = {};
@@ -303,10 +346,12 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
             }
         }
     }
+    if (changed.load()) return false;
     view_ = BatchPlan{batch,         n,               kb,           span,         nblk,
                       row_off_.data(), ent_off_.data(), rows_.data(), ent_.data(), ngroup_.data(),
                       gpb,           fwd_off_.data(), fk_.data(),   fx_.data(),  fperm_.data(),
                       fpat_.data(),  gram_.data(),    gram_per_block};
+    return true;
 }
 
 int64_t BatchPlanData::nbytes() const {

@@ -24,6 +24,9 @@ public:
     int64_t nbytes() const;
 
 private:
+    // Builds the plan from x, or from its index nz when given; false when the
+    // pixels changed between the two passes (the plan is then unusable).
+    bool build(const InputView& x, const NonzeroIndex* nz, int64_t batch, int nthreads);
     std::vector<int64_t> row_off_, ent_off_, fwd_off_;
     std::vector<uint16_t> rows_, ent_, fk_;
     std::vector<int32_t> fpat_;  // a group's union can hold all 65536 inputs

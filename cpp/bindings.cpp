@@ -64,13 +64,15 @@ py::array read_from(ByteSource& src, const std::string& name) {
     return out;
 }
 
-py::array read_idx_path(const std::string& path) {
+// path: bytes (os.fsencode: any name the OS accepts); name: a printable str.
+py::array read_idx_path(const py::bytes& path, const std::string& name) {
+    const std::string p = path;
     std::unique_ptr<ByteSource> src;
     {
         py::gil_scoped_release nogil;
-        src = open_idx_file(path);
+        src = open_idx_file(p, name);
     }
-    return read_from(*src, path);
+    return read_from(*src, name);
 }
 
 py::array read_idx_buffer(py::buffer data, const std::string& name) {
@@ -560,7 +562,7 @@ PYBIND11_MODULE(_core, m) {
 #endif
     py::register_exception<IdxError>(m, "IdxError", PyExc_ValueError);
 
-    m.def("read_idx", &read_idx_path, py::arg("path"));
+    m.def("read_idx", &read_idx_path, py::arg("path"), py::arg("name"));
     m.def("read_idx_bytes", &read_idx_buffer, py::arg("data"), py::arg("name") = "<bytes>");
     m.def("encode_idx", &encode_idx_array, py::arg("array"), py::arg("type_code"));
 

@@ -49,12 +49,13 @@ public:
 
 class FileInput : public Input {
 public:
-    FileInput(const std::string& path) : name_(path) {
+    // path: the bytes the OS knows the file by; name: how messages show it
+    FileInput(const std::string& path, const std::string& name) : name_(name) {
         f_ = std::fopen(path.c_str(), "rb");
-        if (!f_) fail(path, std::string("cannot open: ") + std::strerror(errno));
-        if (std::fseek(f_, 0, SEEK_END) != 0) fail(path, "cannot seek (not a regular file?)");
+        if (!f_) fail(name, std::string("cannot open: ") + std::strerror(errno));
+        if (std::fseek(f_, 0, SEEK_END) != 0) fail(name, "cannot seek (not a regular file?)");
         long s = std::ftell(f_);
-        if (s < 0) fail(path, "cannot tell the file size");
+        if (s < 0) fail(name, "cannot tell the file size");
         size_ = (uint64_t)s;
         std::rewind(f_);
     }
@@ -217,8 +218,8 @@ bool have_zlib() {
 #endif
 }
 
-std::unique_ptr<ByteSource> open_idx_file(const std::string& path) {
-    return open_source(std::make_unique<FileInput>(path), path);
+std::unique_ptr<ByteSource> open_idx_file(const std::string& path, const std::string& name) {
+    return open_source(std::make_unique<FileInput>(path, name), name);
 }
 
 std::unique_ptr<ByteSource> open_idx_memory(const void* data, size_t size, const std::string& name) {

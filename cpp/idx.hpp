@@ -52,7 +52,8 @@ public:
 };
 
 // Opens a file, raw or gzip by its first two bytes.
-std::unique_ptr<ByteSource> open_idx_file(const std::string& path);
+// path: the file's name as the OS's bytes (any encoding); name: as messages show it.
+std::unique_ptr<ByteSource> open_idx_file(const std::string& path, const std::string& name);
 // Wraps bytes already in memory (they must outlive the source), raw or gzip.
 std::unique_ptr<ByteSource> open_idx_memory(const void* data, size_t size, const std::string& name);
 bool have_zlib();

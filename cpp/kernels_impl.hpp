@@ -1085,7 +1085,7 @@ static void evaluate_t(EvalJob<T>& job) {
 
 template <class T>
 static void relu_t(T* out, const T* in, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) out[i] = in[i] > T(0) ? in[i] : T(0);
+    for (int64_t i = 0; i < n; ++i) out[i] = in[i] < T(0) ? T(0) : in[i];  // NaN stays NaN, as np.maximum
 }
 
 template <class T>

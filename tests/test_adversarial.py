@@ -187,3 +187,100 @@ def test_threads_that_cannot_start_fall_back_with_a_warning():
     assert int(lines[0].split()[0]) >= 1
     assert "could only start 1 of 2 threads" in lines[0]
     assert float(lines[1].split()[1]) > 0.1
+
+
+# --- NaN that hides, numbers out of range ---------------------------------------------
+
+
+def test_mmap_array_whose_file_was_truncated_is_refused_not_sigbus(tmp_path, pixels):
+    x, _ = pixels
+    path = tmp_path / "x.idx"
+    mm.write_idx(path, x[:100])
+    xm = mm.read_idx(path, mmap=True)
+    m = mm.MLP([784, 16, 10], seed=0)
+    assert m.predict(xm[10:20]).shape == (10,)
+    os.truncate(path, 4000)  # shorter than the mapped array: reading its tail would be SIGBUS
+    for call in (lambda: m.predict(xm[10:20]), lambda: m.fit(xm, np.zeros(100, np.int64))):
+        with pytest.raises(ValueError, match=r"x\.idx, which was truncated to 4000 bytes"):
+            call()
+
+
+def test_masked_arrays_are_refused(pixels):
+    x = np.random.default_rng(0).random((20, 5))
+    x[3, 2] = np.nan
+    xm = np.ma.masked_invalid(x)  # the NaN is under the mask
+    y = np.arange(20) % 2
+    m = mm.MLP([5, 4, 2], seed=0)
+    with pytest.raises(TypeError, match="x is a masked array"):
+        m.fit(xm, y)
+    with pytest.raises(TypeError, match="x is a masked array"):
+        m.predict(xm)
+    with pytest.raises(TypeError, match="y is a masked array"):
+        m.fit(np.nan_to_num(x), np.ma.masked_equal(y, 1))
+
+
+def test_relu_propagates_nan_so_the_divergence_check_sees_it(pixels):
+    # ReLU turned NaN into 0: with NaN weights the probabilities stayed finite
+    # and accuracy silently fell from 0.90 to 0.18.
+    np.testing.assert_array_equal(
+        mm.ops.relu(np.array([np.nan, -1.0, 0.0, 2.0], np.float32)), np.maximum([np.nan, -1.0, 0.0, 2.0], 0)
+    )
+    x, y = pixels
+    for kw in ({}, {"shuffle": True}, {"batch_size": 128}):
+        m = mm.MLP([784, 32, 10], seed=0)
+        m.weights[0][400, :] = np.nan  # the weights are views into the model
+        with pytest.raises(FloatingPointError, match="diverged"):
+            m.fit(x, y, **kw)
+    m = mm.MLP([784, 32, 10], seed=0)
+    m.weights[0][400, :] = np.nan
+    rows = x[x[:, 400] > 0][:5]
+    for call in (m.predict_proba, m.predict):
+        with pytest.raises(ValueError, match=r"weights\[0\] holds nan at \(400, 0\)"):
+            call(rows)
+    with pytest.raises(ValueError, match="loss are not finite"):
+        m.evaluate(rows, np.zeros(len(rows), np.int64))
+
+
+def test_values_beyond_the_models_float_range_are_refused():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((20, 5)), np.arange(20) % 2
+    m = mm.MLP([5, 4, 2], seed=0)
+    with pytest.raises(ValueError, match=r"x holds 1e\+300 at index \(0, 0\), beyond float32's range"):
+        m.predict(np.full((2, 5), 1e300))
+    mm.MLP([5, 4, 2], seed=0, dtype=np.float64).predict(np.full((2, 5), 1e300))  # float64 holds it
+    big = mm.MLP.from_weights([np.full((5, 4), 3e38, np.float32), np.ones((4, 2), np.float32)],
+                              [np.zeros(4, np.float32), np.zeros(2, np.float32)])
+    with pytest.raises(ValueError, match="the logits overflowed float32"):
+        big.predict_proba(x)
+    with pytest.raises(ValueError, match=r"lr=1e-50 is outside what a float32 model can use"):
+        m.fit(x, y, lr=1e-50)
+    with pytest.raises(ValueError, match=r"lr=5e-324 is outside what a float64 model can use"):
+        mm.MLP([5, 4, 2], seed=0, dtype=np.float64).fit(x, y, lr=5e-324)
+    with pytest.raises(ValueError, match=r"outside what a float32 model can use"):
+        m.fit(x, y, optimizer=mm.optim.SGD(lr=1e39))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"batch_size": 2**63}, r"batch_size must be <= 9223372036854775807"),
+        ({"num_threads": 2**31}, r"num_threads must be <= 2147483647"),
+        ({"lr": 10**400}, r"lr must be finite and > 0, got an integer of 401 digits"),
+        ({"epochs": 2**64}, r"epochs must be <="),
+    ],
+)
+def test_huge_integers_are_value_errors_naming_the_argument(kwargs, match):
+    m = mm.MLP([5, 4, 2], seed=0)
+    with pytest.raises(ValueError, match=match):
+        m.fit(np.zeros((4, 5)), np.zeros(4, np.int64), **kwargs)
+
+
+def test_huge_optimizer_and_estimator_arguments():
+    with pytest.raises(ValueError, match="lr must be finite, got an integer of 401 digits"):
+        mm.optim.SGD(lr=10**400)
+    x, y = np.random.default_rng(0).random((30, 4)), np.arange(30) % 2
+    for bad in ("12", (8.7,), [4, 2.0], (True,)):
+        with pytest.raises(ValueError, match="hidden_layer_sizes must be an int or a sequence of ints"):
+            mm.MLPClassifier(hidden_layer_sizes=bad, max_iter=1).fit(x, y)
+    with pytest.raises(ValueError, match="learning_rate_init"):
+        mm.MLPClassifier(learning_rate_init=10**400, max_iter=1).fit(x, y)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any
 
 import numpy as np
@@ -24,28 +25,59 @@ def model_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
-def positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+
+
+def _short(value: Any) -> str:
+    """repr(value), cut to 60 characters (an integer may have millions of digits)."""
+    if isinstance(value, numbers.Integral) and abs(int(value)) >= 10**30:
+        return f"an integer of {len(str(abs(int(value))))} digits"
+    r = repr(value)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def positive_int(name: str, value: Any, *, minimum: int = 1, maximum: int = INT64_MAX) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {_short(value)}")
     value = int(value)
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise ValueError(f"{name} must be >= {minimum}, got {_short(value)}")
+    if value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {_short(value)}")
     return value
 
 
 def positive_float(name: str, value: Any) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {_short(value)}")
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float's range (10**400)
+        raise ValueError(f"{name} must be finite and > 0, got {_short(value)}, beyond a float's range") from None
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be finite and > 0, got {value}")
+    return value
+
+
+def learning_rate(name: str, value: float, dtype: np.dtype) -> float:
+    """A positive learning rate the model's dtype can hold as a normal number:
+    below its smallest normal (1.2e-38 for float32) the update would be zero or
+    lose its precision, above its maximum it would be Inf."""
+    fi = np.finfo(dtype)
+    if not float(fi.tiny) <= value <= float(fi.max):
+        raise ValueError(
+            f"{name}={value!r} is outside what a {np.dtype(dtype).name} model can use "
+            f"([{float(fi.tiny):.3g}, {float(fi.max):.3g}]): the updates would be "
+            + ("zero or lose their precision" if value < float(fi.tiny) else "infinite")
+        )
     return value
 
 
 def num_threads(value: Any) -> int | None:
     if value is None:
         return None
-    return positive_int("num_threads", value)
+    return positive_int("num_threads", value, maximum=INT32_MAX)
 
 
 def layer_sizes(sizes: Any) -> list[int]:
@@ -71,11 +103,22 @@ def layer_sizes(sizes: Any) -> list[int]:
     return out
 
 
-def inputs(x: Any, features: int, *, name: str = "x", check_finite: bool = True) -> np.ndarray:
+def inputs(
+    x: Any, features: int, *, name: str = "x", check_finite: bool = True, dtype: Any = None
+) -> np.ndarray:
     """Returns x as a 2-D (samples, features) array the C++ core can read
-    without copying: uint8 pixels, float32 or float64, C- or F-ordered."""
+    without copying: uint8 pixels, float32 or float64, C- or F-ordered.
+    ``dtype``: the model's; float64 values beyond float32's range are refused
+    for a float32 model (they would become Inf inside it)."""
+    if isinstance(x, np.ma.MaskedArray):
+        # Its data under the mask would be read as it is (NaN included).
+        raise TypeError(
+            f"{name} is a masked array; the core would read the values under the mask. "
+            f"Pass {name}.filled(value), or drop the masked rows, first"
+        )
     if not isinstance(x, np.ndarray):
         x = np.asarray(x)
+    check_mapped_file(x, name)
     if x.dtype not in INPUT_DTYPES:
         raise TypeError(
             f"{name}: dtype {x.dtype} is not supported; use uint8 pixels (scaled by 1/255) "
@@ -96,11 +139,46 @@ def inputs(x: Any, features: int, *, name: str = "x", check_finite: bool = True)
     if check_finite and x.dtype != np.uint8 and not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
         raise ValueError(f"{name} holds a non-finite value {x[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+    if check_finite and dtype is not None and np.dtype(dtype) == np.float32 and x.dtype == np.float64:
+        big = float(np.finfo(np.float32).max)
+        over = np.abs(x) > big
+        if over.any():
+            bad = np.argwhere(over)[0]
+            raise ValueError(
+                f"{name} holds {float(x[tuple(bad)])!r} at index {tuple(int(i) for i in bad)}, beyond float32's range "
+                f"(+-{big:.3g}) of this float32 model; rescale the features"
+            )
     return x
+
+
+def check_mapped_file(x: np.ndarray, name: str) -> None:
+    """An array memory-mapped from a file (read_idx(mmap=True), np.memmap,
+    np.load(mmap_mode=...)) whose file has since been truncated would end the
+    process with SIGBUS when read: refuse it while the file is short. (A file
+    cut after this check can still do that: the risk of any memory map.)"""
+    root, base = None, x
+    while base is not None:  # the memmap that owns the mapping is the last one in the chain
+        if isinstance(base, np.memmap):
+            root = base
+        base = getattr(base, "base", None)
+    if root is None or not getattr(root, "filename", None):
+        return
+    need = int(root.offset) + int(root.nbytes)
+    try:
+        size = os.stat(root.filename).st_size
+    except OSError as e:
+        raise ValueError(f"{name} is memory-mapped from {root.filename}, which cannot be read now: {e}") from None
+    if size < need:
+        raise ValueError(
+            f"{name} is memory-mapped from {root.filename}, which was truncated to {size} bytes "
+            f"after it was mapped; its array needs {need}. Read the file again"
+        )
 
 
 def labels(y: Any, n: int, classes: int, *, name: str = "y") -> np.ndarray:
     """Class ids (n,) or one-hot rows (n, classes) -> contiguous int32 ids."""
+    if isinstance(y, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array; pass {name}.filled(value), or drop the masked rows, first")
     y = np.asarray(y)
     if y.ndim == 2:
         if y.shape != (n, classes):

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import numbers
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -571,10 +573,36 @@ def fetch(
     their paths by role (``train_images``, ``train_labels``, ``test_images``,
     ``test_labels``). See `load` for the lookup order and the arguments."""
     spec = _spec(name)
+    timeout, retries = _download_args(timeout, retries)
     found, _ = _locate(spec, root)
     if found is not None:
         return found
     return _download_set(spec, root, download, timeout, retries, progress)
+
+
+def _download_args(timeout: Any, retries: Any) -> tuple[float, int]:
+    if isinstance(timeout, (bool, np.bool_)) or not isinstance(timeout, numbers.Real):
+        raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__} {timeout!r}")
+    t = float(timeout)
+    if not 0 < t <= threading.TIMEOUT_MAX:  # inf and nan included: a socket timeout must be finite
+        raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
+    if isinstance(retries, (bool, np.bool_)) or not isinstance(retries, numbers.Integral) or not 0 <= retries <= 100:
+        raise ValueError(f"retries must be an integer in [0, 100], got {retries!r}")
+    return t, int(retries)
+
+
+def _writable_folder(folder: Path) -> None:
+    """Creates folder and checks that a file can be written there, before any
+    download: a read-only root is not a network failure."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise DownloadError(
+            f"cannot download into {folder}: {e.strerror or e}; pass a writable folder as root "
+            "(--data on the command line), or put the files there by hand"
+        ) from None
 
 
 def _locate(spec: Dataset, root: PathLike | None) -> tuple[dict[str, Path] | None, bool]:
@@ -596,7 +624,7 @@ def _download_set(
             f"{spec.name} not found: expected {expected} (or uncompressed) in one of {searched}; "
             f"pass download=True to fetch them into {folder}, or put them there"
         )
-    folder.mkdir(parents=True, exist_ok=True)
+    _writable_folder(folder)
     present = _find_set(spec, folder)
     missing = [spec.files[r] for r, p in present.items() if p is None]
     if spec.archive is not None:
@@ -694,10 +722,7 @@ def load(
     below the dataset's class count (ValueError otherwise). EMNIST images are
     transposed to the upright orientation of MNIST."""
     spec = _spec(name)
-    if not (timeout > 0):
-        raise ValueError(f"timeout must be positive, got {timeout}")
-    if not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+    timeout, retries = _download_args(timeout, retries)
     paths, managed = _locate(spec, root)
     if paths is None:
         paths = _download_set(spec, root, download, timeout, retries, progress)

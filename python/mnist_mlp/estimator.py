@@ -24,6 +24,7 @@ not supported (a clear error says so).
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 import warnings
 from typing import Any, Sequence
@@ -218,10 +219,18 @@ class MLPClassifier:
         hidden = self.hidden_layer_sizes
         if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
             hidden = [int(hidden)]
+        bad = ValueError(f"hidden_layer_sizes must be an int or a sequence of ints, got {self.hidden_layer_sizes!r}")
+        if isinstance(hidden, (str, bytes)):  # "12" would be the layers [1, 2]
+            raise bad
         try:
-            hidden = [int(h) for h in hidden]  # type: ignore[union-attr]
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"hidden_layer_sizes must be an int or a sequence of ints, got {self.hidden_layer_sizes!r}") from e
+            hidden = list(hidden)  # type: ignore[arg-type]
+        except TypeError as e:
+            raise bad from e
+        if any(isinstance(h, (bool, np.bool_)) or not isinstance(h, numbers.Integral) for h in hidden):
+            raise bad  # 8.7 is not a layer width (int() would make it 8)
+        hidden = [int(h) for h in hidden]
+        if any(h > 1 << 24 for h in hidden):
+            raise ValueError(f"hidden_layer_sizes must be at most {1 << 24}, got {self.hidden_layer_sizes!r}")
         if not hidden or any(h < 1 for h in hidden):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes!r}")
 
@@ -234,9 +243,14 @@ class MLPClassifier:
         def real(name: str, low: float, high: float | None = None, *, low_open: bool = False, high_open: bool = False,
                  allow_inf: bool = False) -> float:
             v = getattr(self, name)
-            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and not np.isnan(v)
+            ok = isinstance(v, numbers.Real) and not isinstance(v, bool)
             if ok:
-                fv = float(v)
+                try:
+                    fv = float(v)
+                except OverflowError:  # an int beyond float's range
+                    fv = math.inf
+                ok = not math.isnan(fv)
+            if ok:
                 ok = (fv > low if low_open else fv >= low) and (
                     high is None or (fv < high if high_open else fv <= high)
                 ) and (allow_inf or np.isfinite(fv))

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Callable, NamedTuple, NoReturn, Sequence, Unio
 import numpy as np
 
 from . import _core
-from ._files import atomic_write
+from ._files import atomic_write, check_regular_file, display_name, open_regular
 
 __all__ = ["read_idx", "write_idx", "load_mnist", "IdxError", "MNIST_FILES"]
 
@@ -70,21 +70,20 @@ def read_idx(source: Source, mmap: bool | None = None) -> np.ndarray:
         return _numpy_guard(_core.read_idx_bytes, data, "<bytes>")
     path = _check_path(source)
     if not _core.HAVE_ZLIB:
-        with open(path, "rb") as f:
+        with open_regular(path, "an IDX file") as f:
             if f.read(2) == _GZIP_MAGIC:
                 f.seek(0)
-                return _read_gzip_python(f, os.fstat(f.fileno()).st_size, path)
-    return _numpy_guard(_core.read_idx, path)
+                return _read_gzip_python(f, os.fstat(f.fileno()).st_size, display_name(path))
+    return _numpy_guard(_core.read_idx, os.fsencode(path), display_name(path))
 
 
 def _check_path(source: Any) -> str:
+    """The path as a str (bytes decoded as the OS does, so any name works), after
+    checking that it is a regular file: a FIFO would block the read forever."""
     path = os.fspath(source)
     if isinstance(path, bytes):
         path = os.fsdecode(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path}: is a directory, not an IDX file")
+    check_regular_file(path, "an IDX file")
     return path
 
 
@@ -178,19 +177,20 @@ def _trailing_message(trailing: int, data_bytes: int) -> str:
 
 
 def _mmap_idx(path: str) -> np.ndarray:
-    with open(path, "rb") as f:
+    name = display_name(path)
+    with open_regular(path, "an IDX file") as f:
         size = os.fstat(f.fileno()).st_size
         if f.read(2) == _GZIP_MAGIC:
             raise ValueError(
-                f"{path}: cannot memory-map a gzip-compressed file (its bytes are not the array);"
+                f"{name}: cannot memory-map a gzip-compressed file (its bytes are not the array);"
                 " decompress it first (gzip -dk FILE) or read it with mmap=False"
             )
         f.seek(0)
-        h = _parse_header(f.read, path, size, compressed=False)
-    empty = _numpy_probe(h, path)
+        h = _parse_header(f.read, name, size, compressed=False)
+    empty = _numpy_probe(h, name)
     trailing = size - h.header_bytes - h.data_bytes
     if trailing:
-        raise IdxError(f"{path}: {_trailing_message(trailing, h.data_bytes)}")
+        raise IdxError(f"{name}: {_trailing_message(trailing, h.data_bytes)}")
     if h.data_bytes == 0:  # nothing to map (mmap refuses empty ranges)
         empty.flags.writeable = False
         return empty

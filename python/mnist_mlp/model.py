@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import threading
 import time
@@ -12,7 +13,8 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from . import _core
-from ._files import atomic_write
+from ._files import atomic_write, display_name
+from ._model_file import ModelArchive, ModelFileError, check_history
 from . import _validate as V
 from . import optim as _optim
 from .callbacks import EarlyStopping
@@ -70,6 +72,10 @@ class MLP:
         # reading weights that are being updated.
         self._lock = threading.RLock()
         self._busy: str | None = None  # "fit" while fit runs, "epoch" inside an epoch
+        # The thread whose fit is running, and the condition other fits wait on:
+        # fit holds the lock during each epoch, not around its callbacks.
+        self._fit_owner: int | None = None
+        self._fit_free = threading.Condition(self._lock)
         self._shuffle = shuffle_rng(None if seed is _NO_INIT else seed)
         self.history: list[dict] = []
         if seed is not _NO_INIT:
@@ -195,17 +201,33 @@ class MLP:
         return f"MLP({self.layer_sizes}{extra}, dtype={self._dtype.name})"
 
     @contextlib.contextmanager
-    def _locked(self, what: str, *, training: bool = False) -> Iterator[None]:
-        # Calls from other threads wait for the lock. The thread that holds it
-        # (fit's callback or progress function) may read and save the model between
-        # epochs, but not inside one (the working copies are not written back yet),
-        # and may not start another fit.
+    def _locked(self, what: str) -> Iterator[None]:
+        # Calls from other threads wait for the lock, which fit holds during each
+        # epoch and releases around its callback. The thread running fit may read
+        # and save the model from the callback (between epochs) but not from the
+        # progress function (inside one: the working copies are not written back).
         with self._lock:
             if self._busy == "epoch":
                 raise RuntimeError(f"{what} cannot be called from fit's progress function: the epoch is still running")
-            if training and self._busy is not None:
-                raise RuntimeError("fit cannot be called from inside fit (from its callback or progress function)")
             yield
+
+    @contextlib.contextmanager
+    def _fit_slot(self) -> Iterator[None]:
+        """One fit at a time: another thread's fit waits for this one to end; a
+        fit started from inside fit (its callback or progress function) raises."""
+        me = threading.get_ident()
+        with self._lock:
+            if self._fit_owner == me:
+                raise RuntimeError("fit cannot be called from inside fit (from its callback or progress function)")
+            while self._fit_owner is not None:
+                self._fit_free.wait()
+            self._fit_owner, self._busy = me, "fit"
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._fit_owner, self._busy = None, None
+                self._fit_free.notify_all()
 
     # -- pickling (copy.deepcopy, multiprocessing, joblib) ------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -332,7 +354,7 @@ class MLP:
         FloatingPointError naming the epoch and batch when ``stop_on_nan``.
         """
         sizes = self.layer_sizes
-        x = V.inputs(x, sizes[0])
+        x = V.inputs(x, sizes[0], dtype=self.dtype)
         y = V.labels(y, len(x), sizes[-1])
         epochs = V.positive_int("epochs", epochs)
         if optimizer is not None:
@@ -345,9 +367,9 @@ class MLP:
                     "pass the learning rate either as lr (plain SGD) or in the optimizer, not both: "
                     f"got lr={lr!r} and {optimizer!r}"
                 )
-            base_lr = optimizer.lr
+            base_lr = V.learning_rate("the optimizer's lr", optimizer.lr, self.dtype)
         else:
-            base_lr = V.positive_float("lr", 0.1 if lr is None else lr)
+            base_lr = V.learning_rate("lr", V.positive_float("lr", 0.1 if lr is None else lr), self.dtype)
         schedule = _optim.schedule(lr_schedule)
         if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
             raise TypeError(f"early_stopping must be an mnist_mlp.EarlyStopping or None, got {early_stopping!r}")
@@ -368,7 +390,7 @@ class MLP:
                 vx, vy = validation_data
             except (TypeError, ValueError) as e:
                 raise TypeError("validation_data must be a pair (x, y)") from e
-            vx = V.inputs(vx, sizes[0], name="validation x")
+            vx = V.inputs(vx, sizes[0], name="validation x", dtype=self.dtype)
             vy = V.labels(vy, len(vx), sizes[-1], name="validation y")
         if validation_split > 0:
             if validation_data is not None:
@@ -389,7 +411,7 @@ class MLP:
         plain = (optimizer is None or optimizer.is_plain_sgd) and not any(self._dropout)
         dropout = list(self._dropout) if any(self._dropout) else None
         hist = []
-        with self._locked("fit", training=True), self._training():
+        with self._fit_slot(), self._lock:
             # uint8 pixels: list the nonzeros once, so no epoch scans blank pixels again.
             # The same batches every epoch (no shuffling, small batches): plan them
             # all now, once; shuffled, index each image's nonzeros.
@@ -411,7 +433,7 @@ class MLP:
             for _ in range(epochs):
                 epoch = len(self.history)
                 lr = base_lr if schedule is None else schedule.lr(epoch, base_lr, samples_per_epoch=len(x))
-                lr = V.positive_float("the scheduled learning rate", lr)
+                lr = V.learning_rate("the scheduled learning rate", V.positive_float("the scheduled learning rate", lr), self.dtype)
                 cfg = optimizer._config(lr) if optimizer is not None else None
                 if _orders is not None:  # MLPClassifier: scikit-learn's shuffles
                     order = np.ascontiguousarray(_orders(epoch), dtype=np.int64)
@@ -458,19 +480,19 @@ class MLP:
                     print(_epoch_line(rec), flush=True)
                 # Every epoch's callbacks run, as in Keras; either may end training.
                 stop = early_stopping is not None and early_stopping._epoch_end(rec, self, first_epoch)
-                if callback is not None and callback(dict(rec)) is False:
-                    break
+                if callback is not None:
+                    # Without the lock: the callback may save or evaluate the model
+                    # from any thread (a checkpoint written by a worker thread).
+                    self._lock.release()
+                    try:
+                        go_on = callback(dict(rec)) is not False
+                    finally:
+                        self._lock.acquire()
+                    if not go_on:
+                        break
                 if stop:
                     break
         return hist
-
-    @contextlib.contextmanager
-    def _training(self) -> Iterator[None]:
-        self._busy = "fit"
-        try:
-            yield
-        finally:
-            self._busy = None
 
     # -- inference -------------------------------------------------------------
     def _evaluate(
@@ -482,29 +504,53 @@ class MLP:
 
     def evaluate(self, x: Any, y: Any, num_threads: int | None = None) -> tuple[float, float]:
         """(mean cross-entropy loss, accuracy) on ``x``, ``y``."""
-        x = V.inputs(x, self.layer_sizes[0])
+        x = V.inputs(x, self.layer_sizes[0], dtype=self.dtype)
         y = V.labels(y, len(x), self.layer_sizes[-1])
         threads = V.num_threads(num_threads)
         with self._locked("evaluate"):
-            return self._evaluate(x, y, threads)
+            loss, acc = self._evaluate(x, y, threads)
+            if not math.isfinite(loss):
+                raise ValueError(self._nonfinite_outputs("the loss"))
+        return loss, acc
 
     def predict_proba(self, x: Any, num_threads: int | None = None) -> np.ndarray:
         """Softmax probabilities, (n, classes), in the model's dtype."""
-        x = V.inputs(x, self.layer_sizes[0])
+        x = V.inputs(x, self.layer_sizes[0], dtype=self.dtype)
         threads = V.num_threads(num_threads)
         with self._locked("predict_proba"):
             probs = self._core.evaluate(x, None, True, False, threads)[2]
-        assert probs is not None
+            assert probs is not None
+            if not np.isfinite(probs).all():
+                raise ValueError(self._nonfinite_outputs("the probabilities"))
         return probs
 
     def predict(self, x: Any, num_threads: int | None = None) -> np.ndarray:
         """The most probable class of each row, (n,) int64."""
-        x = V.inputs(x, self.layer_sizes[0])
+        x = V.inputs(x, self.layer_sizes[0], dtype=self.dtype)
         threads = V.num_threads(num_threads)
         with self._locked("predict"):
-            pred = self._core.evaluate(x, None, False, True, threads)[3]
-        assert pred is not None
+            _, _, probs, pred = self._core.evaluate(x, None, True, True, threads)
+            assert pred is not None
+            if not np.isfinite(probs).all():  # argmax over NaN would be a silent wrong answer
+                raise ValueError(self._nonfinite_outputs("the probabilities"))
         return pred.astype(np.int64)
+
+    def _nonfinite_outputs(self, what: str) -> str:
+        """Why the outputs of finite inputs are not finite: a parameter that is
+        not, or an overflow of the model's dtype."""
+        for kind, params in (("weights", self.weights), ("biases", self.biases)):
+            for l, p in enumerate(params):
+                bad = ~np.isfinite(p)
+                if bad.any():
+                    at = tuple(int(i) for i in np.argwhere(bad)[0])
+                    return (
+                        f"{what} are not finite: the model's {kind}[{l}] holds {p[at]} at {at} "
+                        f"({int(bad.sum())} non-finite values); the model is unusable until they are replaced"
+                    )
+        return (
+            f"{what} are not finite: the logits overflowed {self.dtype.name}; the weights or the inputs are "
+            "too large (unscaled features?)"
+        )
 
     # -- persistence -----------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
@@ -515,18 +561,18 @@ class MLP:
         from . import __version__
 
         path = os.fspath(path)
-        arrays: dict[str, np.ndarray] = {
-            "format": np.array(_FORMAT),
-            "version": np.array(__version__),
-            "layer_sizes": np.array(self.layer_sizes, dtype=np.int64),
-            "dtype": np.array(self._dtype.name),
-            "history": np.array(json.dumps(self.history)),
-            "activation": np.array(self._activation),
-            "dropout": np.array(self._dropout, dtype=np.float64),
-            "dropout_seed": np.array(self._dropout_seed, dtype=np.uint64),
-            "shuffle_state": np.array(json.dumps(self._shuffle.bit_generator.state)),
-        }
-        with self._locked("save"):
+        with self._locked("save"):  # one snapshot: the history and the weights of the same epoch
+            arrays: dict[str, np.ndarray] = {
+                "format": np.array(_FORMAT),
+                "version": np.array(__version__),
+                "layer_sizes": np.array(self.layer_sizes, dtype=np.int64),
+                "dtype": np.array(self._dtype.name),
+                "history": np.array(json.dumps(self.history)),
+                "activation": np.array(self._activation),
+                "dropout": np.array(self._dropout, dtype=np.float64),
+                "dropout_seed": np.array(self._dropout_seed, dtype=np.uint64),
+                "shuffle_state": np.array(json.dumps(self._shuffle.bit_generator.state)),
+            }
             for l, (w, b) in enumerate(zip(self.weights, self.biases)):
                 arrays[f"w{l}"] = np.array(w)
                 arrays[f"b{l}"] = np.array(b)
@@ -544,83 +590,63 @@ class MLP:
     def load(cls, path: str | os.PathLike) -> "MLP":
         """Reads a model written by `save`. A corrupt or foreign file raises ValueError."""
         path = os.fspath(path)
+        name = display_name(path)
         not_model = (
-            f"{path}: not an mnist_mlp model file (a model is the .npz archive that MLP.save and "
+            f"{name}: not an mnist_mlp model file (a model is the .npz archive that MLP.save and "
             "`mnist-mlp train --save` write)"
         )
-        with open(path, "rb") as f:  # FileNotFoundError, IsADirectoryError, PermissionError as they are
-            magic = f.read(4)
-        if magic != b"PK\x03\x04":  # not a zip archive: never hand it to NumPy's pickle fallback
-            raise ValueError(not_model)
-        try:
-            npz = np.load(path, allow_pickle=False)
-        except Exception as e:  # zipfile / format errors
-            raise ValueError(f"{not_model}: {type(e).__name__}: {e}".replace("allow_pickle", "pickling")) from e
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise ValueError(not_model)
-        with npz:
-            def field(name: str) -> np.ndarray:
-                if name not in npz.files:
-                    raise ValueError(f"{path}: not an mnist_mlp model (missing field '{name}')")
-                try:
-                    return npz[name]
-                except Exception as e:
-                    raise ValueError(f"{path}: field '{name}' is corrupt ({e})") from e
-
-            fmt = str(field("format"))
+        # FileNotFoundError, IsADirectoryError, PermissionError as they are; a FIFO or
+        # a device is refused without blocking; every member's header is checked
+        # before its data is read (see _model_file).
+        with ModelArchive(path, not_model) as npz:
+            fmt = npz.text("format", max_chars=64)
             if fmt not in _FORMATS_READ:
-                raise ValueError(f"{path}: unknown model format {fmt!r}, expected {_FORMAT!r}")
+                raise ValueError(f"{name}: unknown model format {fmt!r}, expected {_FORMAT!r}")
             v2 = fmt == _FORMAT
-            sizes = field("layer_sizes")
-            if sizes.ndim != 1 or len(sizes) < 3 or sizes.dtype.kind not in "iu":
-                raise ValueError(f"{path}: field 'layer_sizes' is malformed: {sizes!r}")
-            dtype = str(field("dtype"))
+            sizes = npz.array("layer_sizes", ndim=1, max_items=65, kinds="iu")
+            try:
+                sizes = V.layer_sizes(sizes.tolist())
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{name}: field 'layer_sizes' is malformed: {e}") from None
+            dtype = npz.text("dtype", max_chars=16)
             if dtype not in ("float32", "float64"):
-                raise ValueError(f"{path}: field 'dtype' is {dtype!r}, expected float32 or float64")
+                raise ValueError(f"{name}: field 'dtype' is {dtype!r}, expected float32 or float64")
             ws, bs = [], []
             for l in range(len(sizes) - 1):
-                w, b = field(f"w{l}"), field(f"b{l}")
-                if w.shape != (sizes[l], sizes[l + 1]) or b.shape != (sizes[l + 1],):
-                    raise ValueError(
-                        f"{path}: layer {l} has shapes {w.shape} and {b.shape}, "
-                        f"but layer_sizes {sizes.tolist()} need ({sizes[l]}, {sizes[l + 1]}) and ({sizes[l + 1]},)"
-                    )
-                if w.dtype != dtype or b.dtype != dtype:
-                    raise ValueError(f"{path}: layer {l} is stored as {w.dtype}, the file says {dtype}")
-                ws.append(w)
-                bs.append(b)
-            try:
-                history = json.loads(str(field("history")))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: field 'history' is not valid JSON ({e})") from e
+                ws.append(npz.array(f"w{l}", shape=(sizes[l], sizes[l + 1]), dtype=dtype))
+                bs.append(npz.array(f"b{l}", shape=(sizes[l + 1],), dtype=dtype))
+            history = check_history(npz.json("history"), name)
             extra: dict[str, Any] = {}
             if v2:
                 try:
-                    extra["activation"] = V.activation(str(field("activation")))
-                    extra["dropout"] = V.dropout(field("dropout").tolist(), len(sizes) - 2)
-                    seed = field("dropout_seed")
-                    if seed.shape != () or seed.dtype != np.uint64:
-                        raise ValueError("dropout_seed must be one uint64")
-                    extra["dropout_seed"] = int(seed)
-                    extra["shuffle_state"] = json.loads(str(field("shuffle_state")))
-                    opt = json.loads(str(field("opt")))
-                    if not isinstance(opt, dict) or not isinstance(opt.get("slots"), list):
+                    extra["activation"] = V.activation(npz.text("activation", max_chars=16))
+                    extra["dropout"] = V.dropout(
+                        npz.array("dropout", shape=(len(sizes) - 2,), kinds="f").tolist(), len(sizes) - 2
+                    )
+                    extra["dropout_seed"] = int(npz.array("dropout_seed", shape=(), dtype=np.uint64))
+                    extra["shuffle_state"] = npz.json("shuffle_state", max_chars=1 << 16)
+                    opt = npz.json("opt", max_chars=1 << 12)
+                    if not isinstance(opt, dict) or not isinstance(opt.get("slots"), list) or len(opt["slots"]) > 3:
                         raise ValueError("field 'opt' is malformed")
-                    for slot, name in enumerate(opt["slots"]):
-                        if name:
-                            opt[name] = (
-                                [field(f"opt{slot}_w{l}") for l in range(len(sizes) - 1)],
-                                [field(f"opt{slot}_b{l}") for l in range(len(sizes) - 1)],
+                    for slot, sname in enumerate(opt["slots"]):
+                        if sname:
+                            if not isinstance(sname, str) or sname in ("kind", "step", "slots"):
+                                raise ValueError("field 'opt' is malformed")
+                            opt[sname] = (
+                                [npz.array(f"opt{slot}_w{l}", shape=w.shape, dtype=dtype) for l, w in enumerate(ws)],
+                                [npz.array(f"opt{slot}_b{l}", shape=b.shape, dtype=dtype) for l, b in enumerate(bs)],
                             )
                     extra["opt"] = opt
-                except (ValueError, TypeError, KeyError, json.JSONDecodeError) as e:
-                    raise ValueError(f"{path}: {e}") from e
+                except ModelFileError:
+                    raise
+                except (ValueError, TypeError, KeyError) as e:
+                    raise ValueError(f"{name}: {e}") from e
         try:  # non-finite weights, for one, are refused here: the message names the file and the field
             model = cls.from_weights(
                 ws, bs, activation=extra.get("activation", "relu"), dropout=extra.get("dropout", 0.0)
             )
         except ValueError as e:
-            raise ValueError(f"{path}: {e}") from e
+            raise ValueError(f"{name}: {e}") from e
         model.history = history
         if v2:
             model._dropout_seed = extra["dropout_seed"]
@@ -628,7 +654,7 @@ class MLP:
                 model._shuffle.bit_generator.state = extra["shuffle_state"]
                 model._restore_state(extra["opt"], path)
             except (ValueError, TypeError, KeyError) as e:
-                raise ValueError(f"{path}: the saved optimizer or shuffle state is malformed ({e})") from e
+                raise ValueError(f"{name}: the saved optimizer or shuffle state is malformed ({e})") from e
         return model
 
 

@@ -1,0 +1,310 @@
+"""Hostile and odd files and threads around them: zip bombs, malformed model
+files, FIFOs and devices, names that are not UTF-8, permissions, snapshots
+taken while fit runs, checkpoints written by another thread."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+
+import mnist_mlp as mm
+
+posix = pytest.mark.skipif(os.name != "posix", reason="POSIX file types and permissions")
+
+
+def _npy_member(zf: zipfile.ZipFile, name: str, header: dict, data: bytes = b"", compress: bool = False) -> None:
+    """A member whose .npy header says what we like, with the data we like."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    with zf.open(name + ".npy", "w", force_zip64=True) as f:
+        f.write(buf.getvalue())
+        f.write(data)
+
+
+def _model_members(m: mm.MLP, path) -> dict[str, np.ndarray]:
+    m.save(path)
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _write(path, members: dict[str, np.ndarray], compress: bool = False) -> None:
+    np.savez_compressed(path, **members) if compress else np.savez(path, **members)
+
+
+def test_a_declared_giant_weight_is_refused_before_it_is_inflated(tmp_path):
+    # A 6 MB .npz whose w0 declares (40000, 40000) made load inflate 6 GB. Here:
+    # a deflated member of zeros declaring 256 MB; refused from its header.
+    m = mm.MLP([4, 3, 2], seed=0)
+    members = _model_members(m, tmp_path / "good.npz")
+    members["layer_sizes"] = np.array([8192, 8192, 2], np.int64)
+    members["w0"] = np.zeros((8192, 8192), np.float32)
+    members["b0"] = np.zeros(8192, np.float32)
+    members["w1"] = np.zeros((8192, 2), np.float32)
+    members["b1"] = np.zeros(2, np.float32)
+    bomb = tmp_path / "bomb.npz"
+    _write(bomb, members, compress=True)
+    assert bomb.stat().st_size < 2_000_000
+    with pytest.raises(ValueError, match=r"field 'w0' declares 268435456 bytes from \d+ compressed .*decompression bomb"):
+        mm.MLP.load(bomb)
+
+
+def test_a_header_declaring_a_huge_array_with_no_data_is_refused_with_a_short_message(tmp_path):
+    # 250 million layer sizes: 4.5 GB and a 750-million-character message.
+    m = mm.MLP([4, 3, 2], seed=0)
+    members = _model_members(m, tmp_path / "good.npz")
+    path = tmp_path / "sizes.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        for k, v in members.items():
+            if k == "layer_sizes":
+                _npy_member(zf, k, {"descr": "<i8", "fortran_order": False, "shape": (250_000_000,)}, b"\0" * 64)
+            else:
+                with zf.open(k + ".npy", "w") as f:
+                    np.lib.format.write_array(f, v)
+    with pytest.raises(ValueError, match="field 'layer_sizes' holds 250000000 entries, at most 65") as e:
+        mm.MLP.load(path)
+    assert len(str(e.value)) < 300
+    # The same shape check for a weight whose data is missing.
+    path2 = tmp_path / "short.npz"
+    with zipfile.ZipFile(path2, "w") as zf:
+        for k, v in members.items():
+            if k == "w0":
+                _npy_member(zf, k, {"descr": "<f4", "fortran_order": False, "shape": (4, 3)}, b"\0" * 8)
+            else:
+                with zf.open(k + ".npy", "w") as f:
+                    np.lib.format.write_array(f, v)
+    with pytest.raises(ValueError, match="field 'w0' is truncated"):
+        mm.MLP.load(path2)
+
+
+@pytest.mark.parametrize(
+    "history, match",
+    [
+        ({"epoch": 0}, "field 'history' must be a list of per-epoch records, got a dict"),
+        ("loss", "must be a list of per-epoch records, got a str"),
+        (3, "got a int"),
+        ([1, 2], "record 0 must be a dict, got a int"),
+        ([{"epoch": 0, "train_loss": [1, 2]}], "record 0 key 'train_loss' holds a list"),
+    ],
+)
+def test_a_history_that_is_not_a_list_of_records_is_refused_at_load(tmp_path, history, match):
+    # It used to load; the next fit then trained a whole epoch before failing.
+    m = mm.MLP([4, 3, 2], seed=0)
+    members = _model_members(m, tmp_path / "good.npz")
+    members["history"] = np.array(json.dumps(history))
+    path = tmp_path / "h.npz"
+    _write(path, members)
+    with pytest.raises(ValueError, match=match) as e:
+        mm.MLP.load(path)
+    assert "h.npz" in str(e.value)
+
+
+def test_a_deeply_nested_history_is_a_value_error_not_a_recursion_error(tmp_path):
+    m = mm.MLP([4, 3, 2], seed=0)
+    members = _model_members(m, tmp_path / "good.npz")
+    members["history"] = np.array("[" * 100_000 + "]" * 100_000)
+    path = tmp_path / "deep.npz"
+    _write(path, members)
+    with pytest.raises(ValueError, match="field 'history' nests too deeply"):
+        mm.MLP.load(path)
+
+
+def test_a_pickled_member_is_refused(tmp_path):
+    m = mm.MLP([4, 3, 2], seed=0)
+    members = _model_members(m, tmp_path / "good.npz")
+    members["history"] = np.array([{"epoch": 0}], dtype=object)
+    path = tmp_path / "pickle.npz"
+    np.savez(path, **members)
+    with pytest.raises(ValueError, match="field 'history' holds Python objects"):
+        mm.MLP.load(path)
+
+
+def test_a_npy_file_is_not_a_model(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros(3))
+    with pytest.raises(ValueError, match="x.npy: not an mnist_mlp model file"):
+        mm.MLP.load(path)
+
+
+# --- FIFOs, devices, targets that are not regular files --------------------------------
+
+FIFO_CHILD = textwrap.dedent(
+    """
+    import sys, mnist_mlp as mm
+    from mnist_mlp import cli
+    fifo = sys.argv[1]
+    for name, call in [
+        ("read_idx", lambda: mm.read_idx(fifo)),
+        ("read_idx_mmap", lambda: mm.read_idx(fifo, mmap=True)),
+        ("load", lambda: mm.MLP.load(fifo)),
+    ]:
+        try:
+            call()
+            print(name, "no error")
+        except ValueError as e:
+            print(name, "ValueError", e)
+    """
+)
+
+
+@posix
+def test_fifos_are_refused_without_blocking(tmp_path):
+    # Each of these hung until killed.
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    r = subprocess.run([sys.executable, "-c", FIFO_CHILD, str(fifo)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        assert "ValueError" in line and "is a FIFO (named pipe), not a regular file" in line, line
+
+
+@posix
+def test_saving_onto_a_fifo_is_refused_and_leaves_it_a_fifo(tmp_path):
+    # The rename replaced whatever was at the path: as root, `--save /dev/null`
+    # would have replaced /dev/null with a regular file.
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    m = mm.MLP([4, 3, 2], seed=0)
+    with pytest.raises(ValueError, match="is a FIFO .*refusing to replace it"):
+        m.save(fifo)
+    with pytest.raises(ValueError, match="is a FIFO .*refusing to replace it"):
+        mm.write_idx(fifo, np.zeros((2, 2), np.uint8))
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert os.listdir(tmp_path) == ["pipe"]  # no .part left behind
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        m.save(tmp_path)
+    with pytest.raises(FileNotFoundError, match="the folder .*missing.* does not exist"):
+        m.save(tmp_path / "missing" / "m.npz")
+
+
+@posix
+def test_written_files_honour_the_umask(tmp_path):
+    # mkstemp made them 0600 whatever the umask.
+    m = mm.MLP([4, 3, 2], seed=0)
+    old = os.umask(0o022)
+    try:
+        m.save(tmp_path / "m.npz")
+        mm.write_idx(tmp_path / "x.idx", np.zeros((2, 2), np.uint8))
+        os.umask(0o027)
+        m.save(tmp_path / "m2.npz")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "m.npz").st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(tmp_path / "x.idx").st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(tmp_path / "m2.npz").st_mode) == 0o640
+    os.chmod(tmp_path / "m.npz", 0o600)  # an existing file keeps its mode
+    m.save(tmp_path / "m.npz")
+    assert stat.S_IMODE(os.stat(tmp_path / "m.npz").st_mode) == 0o600
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux file names are bytes")
+def test_names_that_are_not_utf8_work_everywhere(tmp_path, mnist):
+    # os.listdir returns 'caf\udce9' for the bytes caf\xe9: read_idx failed with
+    # pybind11's "incompatible function arguments".
+    folder = os.path.join(os.fsdecode(bytes(tmp_path)), os.fsdecode(b"caf\xe9"))
+    os.mkdir(folder)
+    (x, y), (xt, yt) = mnist
+    for name, arr in [("train-images-idx3-ubyte", x[:50]), ("train-labels-idx1-ubyte", y[:50]),
+                      ("t10k-images-idx3-ubyte", xt[:20]), ("t10k-labels-idx1-ubyte", yt[:20])]:
+        mm.write_idx(os.path.join(folder, name), arr)
+    listed = [os.path.join(os.fsdecode(bytes(tmp_path)), n) for n in os.listdir(tmp_path)]
+    assert listed == [folder]
+    p = os.path.join(folder, "t10k-images-idx3-ubyte")
+    np.testing.assert_array_equal(mm.read_idx(p), xt[:20])
+    np.testing.assert_array_equal(mm.read_idx(p, mmap=True), xt[:20])
+    (lx, _), _ = mm.load_mnist(folder)
+    np.testing.assert_array_equal(lx, x[:50])
+    m = mm.MLP([784, 8, 10], seed=0)
+    m.save(os.path.join(folder, "m.npz"))
+    assert mm.MLP.load(os.path.join(folder, "m.npz")).layer_sizes == [784, 8, 10]
+    with pytest.raises(mm.IdxError, match=r"caf\\xe9"):  # messages show the bytes, printable
+        mm.read_idx(os.path.join(folder, "m.npz"))
+
+
+# --- snapshots and callbacks while fit runs --------------------------------------------
+
+
+def test_a_callback_may_checkpoint_through_another_thread(tmp_path, mnist):
+    # fit held the model's lock for the whole run: this deadlocked.
+    (x, y), _ = mnist
+    m = mm.MLP([784, 16, 10], seed=0)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        def checkpoint(rec):
+            pool.submit(m.save, tmp_path / f"epoch{rec['epoch']}.npz").result(timeout=60)
+            pool.submit(m.evaluate, x[:100], y[:100]).result(timeout=60)
+
+        m.fit(x[:2000], y[:2000], epochs=3, callback=checkpoint)
+    for e in range(3):
+        assert len(mm.MLP.load(tmp_path / f"epoch{e}.npz").history) == e + 1
+
+
+def test_saves_from_another_thread_during_fit_are_consistent_snapshots(tmp_path, mnist):
+    # The history was serialised before the lock was taken: 7 of 8 snapshots
+    # held the history of one epoch and the weights of a later one.
+    (x, y), _ = mnist
+    m = mm.MLP([784, 16, 10], seed=0)
+    after_epoch = {-1: [w.copy() for w in m.weights]}
+    stop = threading.Event()
+    paths: list[str] = []
+
+    def saver():
+        while not stop.is_set():
+            p = str(tmp_path / f"s{len(paths)}.npz")
+            m.save(p)
+            paths.append(p)
+
+    def record(rec):
+        after_epoch[rec["epoch"]] = [w.copy() for w in m.weights]
+        threading.Event().wait(0.01)  # give the saver a window between epochs
+
+    t = threading.Thread(target=saver)
+    t.start()
+    try:
+        m.fit(x[:1000], y[:1000], epochs=8, batch_size=32, callback=record)
+    finally:
+        stop.set()
+        t.join()
+    assert len(paths) >= 2
+    for p in paths:
+        s = mm.MLP.load(p)
+        epoch = len(s.history) - 1
+        for w, expect in zip(s.weights, after_epoch[epoch]):
+            assert np.array_equal(w, expect), (p, epoch)
+
+
+def test_another_threads_fit_waits_while_a_callback_runs(mnist):
+    # With the lock released around callbacks, fits must still not interleave.
+    (x, y), _ = mnist
+    m = mm.MLP([784, 16, 10], seed=0)
+    order: list[str] = []
+    started = threading.Event()
+
+    def cb(rec):
+        order.append(f"a{rec['epoch']}")
+        started.set()
+        threading.Event().wait(0.05)
+
+    def other():
+        started.wait(30)
+        m.fit(x[:500], y[:500], epochs=1, callback=lambda r: order.append("b"))
+
+    t = threading.Thread(target=other)
+    t.start()
+    m.fit(x[:500], y[:500], epochs=3, callback=cb)
+    t.join(60)
+    assert order == ["a0", "a1", "a2", "b"]
+    with pytest.raises(RuntimeError, match="fit cannot be called from inside fit"):
+        m.fit(x[:10], y[:10], callback=lambda r: m.fit(x[:10], y[:10]))
