@@ -337,6 +337,10 @@ constexpr int64_t SMALL_K = 16;
 // from L2 once per row block, which costs less than packing it at this height.
 constexpr int64_t FEW_ROWS = 128;
 constexpr int64_t FEW_DEPTH = 256;
+// The unpacked kernels sum at most this many products in one accumulator
+// before adding the partial sum to a total (a numerical bound, not a cache
+// size: the same on every CPU, so results do not depend on the machine).
+constexpr int64_t kSumDepth = 1024;
 
 // Rows [i0, i0 + RM) of op(A) times NV vectors of B's columns, into c (leading
 // dimension ldc). B's rows p < psplit are read at b + p * ldb, the rest at
@@ -363,8 +367,35 @@ static inline void small_block_t(const GemmJob<T>& g, const T* b, int64_t ldb, i
             for (int v = 0; v < NV; ++v) acc[r][v] += a * bv[v];
         }
     };
-    for (int64_t p = 0; p < psplit; ++p) step(p, b + p * ldb);
-    for (int64_t p = psplit; p < g.k; ++p) step(p, b2 + (p - psplit) * ldb2);
+    auto steps = [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < tmin(p1, psplit); ++p) step(p, b + p * ldb);
+        for (int64_t p = tmax(p0, psplit); p < p1; ++p) step(p, b2 + (p - psplit) * ldb2);
+    };
+    if (g.k <= kSumDepth) {
+        steps(0, g.k);
+    } else {
+        // A deep product sums kSumDepth terms at a time in registers and adds
+        // those partial sums in a separate total, as the blocked path adds its
+        // KC blocks into C: one float32 accumulator over 2^25 ones would stop
+        // at 2^24. (The total lives on the stack: the registers hold acc.)
+        T tot[RM * NV * L];
+        for (int64_t p0 = 0; p0 < g.k; p0 += kSumDepth) {
+            steps(p0, tmin(g.k, p0 + kSumDepth));
+            for (int r = 0; r < RM; ++r)
+                for (int v = 0; v < NV; ++v) {
+                    V t = acc[r][v];
+                    if (p0) {
+                        V prev;
+                        __builtin_memcpy(&prev, tot + (r * NV + v) * L, sizeof(V));
+                        t += prev;
+                    }
+                    __builtin_memcpy(tot + (r * NV + v) * L, &t, sizeof(V));
+                    acc[r][v] = V{};
+                }
+        }
+        for (int r = 0; r < RM; ++r)
+            for (int v = 0; v < NV; ++v) __builtin_memcpy(&acc[r][v], tot + (r * NV + v) * L, sizeof(V));
+    }
 #pragma GCC unroll 16
     for (int r = 0; r < RM; ++r)
 #pragma GCC unroll 4

@@ -219,3 +219,19 @@ def test_softmax_1d():
 def test_op_bad_arguments(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_matmul_at_a_large_inner_dimension_keeps_float32_precision():
+    # One float32 accumulator over 2^25 ones stops at 2^24 = 16777216 (where
+    # adding 1 no longer changes it); partial sums of 1024 terms are exact.
+    k = 2**25
+    ones = np.ones((1, k), np.float32)
+    assert mm.ops.matmul(ones, ones.reshape(k, 1))[0, 0] == np.float32(k)
+    # Random data: two-level summation, error about eps * (sqrt(1024) + sqrt(k / 1024))
+    # = 6e-8 * (32 + 64) ~ 6e-6 of the result; NumPy's BLAS is ~1e-5 here.
+    rng = np.random.default_rng(0)
+    k = 2**22
+    for m, n in ((1, 1), (3, 5), (8, 40)):
+        a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
+        ref = a.astype(np.float64) @ b.astype(np.float64)
+        np.testing.assert_allclose(mm.ops.matmul(a, b), ref, rtol=2e-5, atol=0)
