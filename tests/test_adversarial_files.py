@@ -308,3 +308,100 @@ def test_another_threads_fit_waits_while_a_callback_runs(mnist):
     assert order == ["a0", "a1", "a2", "b"]
     with pytest.raises(RuntimeError, match="fit cannot be called from inside fit"):
         m.fit(x[:10], y[:10], callback=lambda r: m.fit(x[:10], y[:10]))
+
+
+# --- the command line: one line, never a traceback -------------------------------------
+
+
+def _cli(*args, timeout=120):
+    from conftest import REPO
+
+    return subprocess.run([sys.executable, "-m", "mnist_mlp", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+def _one_line_error(r, code=1):
+    assert r.returncode == code, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert lines and lines[-1].startswith("mnist-mlp: error:"), r.stderr
+    return lines[-1]
+
+
+def test_cli_threads_beyond_int32_is_a_usage_error():
+    r = _cli("train", "--threads", "2147483648")
+    assert r.returncode == 2 and "must be <= 2147483647" in r.stderr and "Traceback" not in r.stderr
+
+
+def _overcommit() -> str:
+    try:
+        with open("/proc/sys/vm/overcommit_memory") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+@pytest.mark.skipif(_overcommit() not in ("0", "2"),
+                    reason="with unconditional overcommit the allocation could succeed and the OOM killer act")
+def test_cli_a_network_too_large_for_memory_is_one_line(mnist):
+    from conftest import DATA
+
+    line = _one_line_error(_cli("train", "--data", str(DATA), "--hidden", "16777216", "--epochs", "1"))
+    assert "out of memory" in line
+
+
+def test_cli_an_image_too_large_to_decode_is_one_line(tmp_path, mnist):
+    pytest.importorskip("PIL")
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # A PNG header declaring 30000 x 30000 (900 megapixels), with no real data.
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    (tmp_path / "huge.png").write_bytes(png)
+    model = tmp_path / "m.npz"
+    mm.MLP([784, 8, 10], seed=0).save(model)
+    line = _one_line_error(_cli("predict", str(model), str(tmp_path / "huge.png")))
+    assert "huge.png: refused" in line
+
+
+def test_cli_a_metrics_file_whose_config_is_a_list_is_one_line(tmp_path):
+    pytest.importorskip("matplotlib")
+    metrics = tmp_path / "m.json"
+    metrics.write_text(json.dumps({"config": [1, 2], "history": [{"epoch": 0, "train_loss": 1.0}]}))
+    line = _one_line_error(_cli("plot", "--metrics", str(metrics), "--out-dir", str(tmp_path / "fig")))
+    assert "'config' must be an object, got a list" in line
+
+
+def test_cli_a_model_with_a_deeply_nested_history_is_one_line(tmp_path):
+    m = mm.MLP([784, 8, 10], seed=0)
+    members = _model_members(m, tmp_path / "good.npz")
+    members["history"] = np.array("[" * 100_000 + "]" * 100_000)
+    path = tmp_path / "deep.npz"
+    _write(path, members)
+    line = _one_line_error(_cli("evaluate", str(path)))
+    assert "nests too deeply" in line
+
+
+# --- datasets arguments ----------------------------------------------------------------
+
+
+def test_dataset_download_arguments_are_checked_by_name(tmp_path):
+    for kw, exc, match in [
+        ({"timeout": float("inf")}, ValueError, "timeout must be a finite number of seconds > 0, got inf"),
+        ({"timeout": "5"}, TypeError, "timeout must be a number of seconds, got str '5'"),
+        ({"retries": -1}, ValueError, r"retries must be an integer in \[0, 100\]"),
+    ]:
+        with pytest.raises(exc, match=match):
+            mm.datasets.load("fashion-mnist", root=tmp_path, download=False, **kw)
+
+
+def test_an_unwritable_download_folder_is_not_reported_as_a_network_failure(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(mm.datasets.DownloadError, match="cannot download into .*file/sets") as e:
+        mm.datasets.load("fashion-mnist", root=blocker / "sets", timeout=1, retries=0)
+    assert "mirror" not in str(e.value)

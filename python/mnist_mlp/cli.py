@@ -107,8 +107,8 @@ class CLIError(Exception):
 # Arguments
 
 
-def _int_at_least(low: int) -> Any:
-    """An argparse type: an integer >= low (a range error is a usage error, exit 2)."""
+def _int_at_least(low: int, high: int = 2**63 - 1) -> Any:
+    """An argparse type: an integer in [low, high] (a range error is a usage error, exit 2)."""
 
     def parse(text: str) -> int:
         try:
@@ -117,6 +117,8 @@ def _int_at_least(low: int) -> Any:
             raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
         if v < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
+        if v > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {text if len(text) <= 30 else text[:27] + '...'}")
         return v
 
     parse.__name__ = "int"
@@ -173,7 +175,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="a named dataset from mnist_mlp.datasets (e.g. mnist, fashion-mnist), looked for "
                            "in --data, fetched when missing (default: MNIST from --data)")
     threads = argparse.ArgumentParser(add_help=False)
-    threads.add_argument("--threads", type=_int_at_least(1), default=None, help="threads (default: all cores, or OMP_NUM_THREADS)")
+    threads.add_argument("--threads", type=_int_at_least(1, 2**31 - 1), default=None, help="threads (default: all cores, or OMP_NUM_THREADS)")
 
     t = sub.add_parser("train", parents=[common, data, threads], help="train a model (defaults: the seed notebook's run)",
                        description="Train an MLP (ReLU, softmax, cross-entropy, SGD) and report the seed notebook's lines.",
@@ -638,7 +640,9 @@ def _plot(args: argparse.Namespace, usage: Callable[[str], Any]) -> int:
             raise CLIError(f"{args.metrics}: not a metrics file of mnist-mlp train --metrics-json (no 'history' list)")
         history = doc["history"]
         cfg = doc.get("config") or {}
-        if cfg.get("layer_sizes"):
+        if not isinstance(cfg, dict):
+            raise CLIError(f"{args.metrics}: 'config' must be an object, got a {type(cfg).__name__}")
+        if isinstance(cfg.get("layer_sizes"), list) and cfg["layer_sizes"]:
             title = f"{'-'.join(map(str, cfg['layer_sizes']))} MLP on {cfg.get('dataset', '?')}"
     elif model is not None:
         history = model.history
@@ -750,6 +754,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"mnist-mlp: error: {message}", file=sys.stderr)
+        return 1
+    except MemoryError as e:  # the C++ core's std::bad_alloc arrives as MemoryError
+        if args.debug:
+            raise
+        detail = f" ({e})" if str(e) and str(e) != "std::bad_alloc" else ""
+        print(f"mnist-mlp: error: out of memory{detail}: the network or the data is too large for this machine",
+              file=sys.stderr)
+        return 1
+    except Exception as e:  # anything else is a bug: still one line, the traceback on request
+        if args.debug:
+            raise
+        print(f"mnist-mlp: error: unexpected {type(e).__name__}: {e} (run with --debug for the traceback, "
+              "and please report it)", file=sys.stderr)
         return 1
     parser.error(f"unknown command {args.command}")
     return 2

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from ._files import check_regular_file, display_name
+
 __all__ = ["to_mnist", "load_image", "MissingPillow", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -59,16 +61,19 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     digit on black (see the module's docstring for the steps)."""
     Image = _pil()
     path = os.fspath(path)
+    check_regular_file(path, "an image")  # a FIFO would block Image.open
     try:
         with Image.open(path) as im:
             im.load()
             return to_mnist(im)
     except (FileNotFoundError, IsADirectoryError):
         raise
+    except Image.DecompressionBombError as e:  # Pillow's guard against huge images (not an OSError)
+        raise ValueError(f"{display_name(path)}: refused: {e}") from None
     except OSError as e:  # PIL.UnidentifiedImageError is an OSError
-        raise ValueError(f"{path}: not a readable image ({e})") from e
+        raise ValueError(f"{display_name(path)}: not a readable image ({e})") from e
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from e
+        raise ValueError(f"{display_name(path)}: {e}") from e
 
 
 def _grayscale(image: Any) -> np.ndarray:
