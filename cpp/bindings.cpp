@@ -372,9 +372,29 @@ void bind_model(py::module_& m, const char* name) {
                     pred = p;
                 }
                 const Kernels<T>& k = kernels<T>();
-                {
-                    py::gil_scoped_release nogil;
-                    k.evaluate(job);
+                // In slices of about 2^34 multiply-adds (a fraction of a second), with
+                // a check for Ctrl-C between them: predict on millions of rows could
+                // not be interrupted. fit's own evaluation (with its plan) is one call.
+                int64_t per_row = 0;
+                for (size_t l = 0; l + 1 < mo.sizes().size(); ++l) per_row += mo.sizes()[l] * mo.sizes()[l + 1];
+                const int64_t slice =
+                    plan ? n : std::min<int64_t>(65536, std::max<int64_t>(1024, (int64_t(1) << 34) / std::max<int64_t>(per_row, 1)));
+                const int64_t esize = xv.type == InputType::u8 ? 1 : xv.type == InputType::f32 ? 4 : 8;
+                for (int64_t s0 = 0; s0 < n; s0 += slice) {
+                    EvalJob<T> part = job;
+                    part.n = std::min(slice, n - s0);
+                    part.x.rows = part.n;
+                    part.x.data = static_cast<const char*>(xv.data) + s0 * xv.row_stride * esize;
+                    if (part.y) part.y += s0;
+                    if (part.probs) part.probs += s0 * classes;
+                    if (part.pred) part.pred += s0;
+                    {
+                        py::gil_scoped_release nogil;
+                        k.evaluate(part);
+                    }
+                    job.loss_sum += part.loss_sum;
+                    job.correct += part.correct;
+                    if (s0 + slice < n && PyErr_CheckSignals() != 0) throw py::error_already_set();
                 }
                 return py::make_tuple(job.loss_sum, job.correct, probs, pred);
             },
