@@ -284,3 +284,42 @@ def test_huge_optimizer_and_estimator_arguments():
             mm.MLPClassifier(hidden_layer_sizes=bad, max_iter=1).fit(x, y)
     with pytest.raises(ValueError, match="learning_rate_init"):
         mm.MLPClassifier(learning_rate_init=10**400, max_iter=1).fit(x, y)
+
+
+PREDICT_CHILD = textwrap.dedent(
+    """
+    import time, numpy as np, mnist_mlp as mm
+    m = mm.MLP([784, 2048, 2048, 10], seed=0)
+    x = np.random.default_rng(0).integers(0, 256, (120000, 784), dtype=np.uint8)
+    print("ready", flush=True)
+    t0 = time.perf_counter()
+    try:
+        m.predict(x)  # ~1 TFLOP: several seconds
+        print("finished", time.perf_counter() - t0, flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", time.perf_counter() - t0, flush=True)
+    """
+)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery to a child is POSIX-only here")
+def test_ctrl_c_interrupts_a_long_predict():
+    # predict on 3 million rows could not be interrupted for 55 s.
+    import signal
+    import time
+
+    with subprocess.Popen([sys.executable, "-c", PREDICT_CHILD], stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            time.sleep(1.0)
+            sent = time.perf_counter()
+            proc.send_signal(signal.SIGINT)
+            line = proc.stdout.readline().split()
+            # A slice is ~2^34 multiply-adds (a fraction of a second); the bound is
+            # loose for slow shared machines, far below the whole predict.
+            assert line[0] == "interrupted", line
+            assert time.perf_counter() - sent < 8
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
