@@ -131,7 +131,7 @@ void group_samples(int32_t* perm, uint64_t* bm, uint64_t* acc, const uint16_t* n
 
 }  // namespace
 
-BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
+BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads, int (*stop)(void*), void* ctx)
     : source_(x) {
     // Two passes over the pixels: the first sizes every list, the second fills
     // them. Pixels that change in between (another thread writing the array, or
@@ -140,15 +140,18 @@ BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads)
     // writes, and when one differs the plan is built again from a snapshot of
     // the pixels, their nonzero index, which cannot change (27 MB more for
     // MNIST, for the time of the build, only then).
-    if (!build(x, nullptr, batch, nthreads)) {
+    if (!build(x, nullptr, batch, nthreads, stop, ctx)) {
         const NonzeroIndexData index(x, nthreads);
         const NonzeroIndex nz = index.view();
         // Both passes read the same snapshot: always consistent.
-        if (!build(x, &nz, batch, nthreads)) throw std::logic_error("batch plan: inconsistent nonzero index");
+        if (!build(x, &nz, batch, nthreads, stop, ctx)) throw std::logic_error("batch plan: inconsistent nonzero index");
     }
 }
 
-bool BatchPlanData::build(const InputView& x, const NonzeroIndex* nz, int64_t batch, int nthreads) {
+bool BatchPlanData::build(const InputView& x, const NonzeroIndex* nz, int64_t batch, int nthreads, int (*stop)(void*),
+                          void* ctx) {
+    // Blocks per parallel round; between rounds, stop (Ctrl-C) is asked.
+    constexpr int64_t kStopBlocks = 256;
     constexpr int G = kPlanGroup;
     const int64_t n = x.rows, d = x.cols;
     const int64_t kb = std::max<int64_t>(1, kPlanSpan / batch), span = kb * batch;
@@ -205,6 +208,7 @@ bool BatchPlanData::build(const InputView& x, const NonzeroIndex* nz, int64_t ba
             fk_.resize((size_t)fwd_off_.back());
             fx_.resize((size_t)fwd_off_.back() * G);
         }
+        for (int64_t b0 = 0; b0 < nblk; b0 += kStopBlocks) {  // rounds of blocks, to check for Ctrl-C
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
         {
             // Allocated before the region: nothing may throw inside it.
@@ -221,7 +225,7 @@ bool BatchPlanData::build(const InputView& x, const NonzeroIndex* nz, int64_t ba
             auto& perm = buf.perm;
             auto& dots = buf.dots;
 #pragma omp for schedule(static)
-            for (int64_t b = 0; b < nblk; ++b) {
+            for (int64_t b = b0; b < std::min(nblk, b0 + kStopBlocks); ++b) {
                 const int64_t r0 = b * span, rows = std::min(n, r0 + span) - r0;
                 int64_t total = 0;
                 for (int64_t r = 0; r < rows; ++r) {
@@ -344,6 +348,8 @@ bool BatchPlanData::build(const InputView& x, const NonzeroIndex* nz, int64_t ba
                     if (pass == 0) fwd_off_[(size_t)gi + 1] = u;
                 }
             }
+        }
+        if (stop && stop(ctx)) throw PlanInterrupted();  // Ctrl-C between rounds of blocks
         }
     }
     if (changed.load()) return false;

@@ -43,6 +43,18 @@ py::dtype idx_dtype(uint8_t code) {
     throw IdxError("unknown IDX type code");
 }
 
+// A stop function for long work done without the GIL: takes the GIL back to
+// ask Python about signals (Ctrl-C), keeping the exception to raise after.
+struct SignalCheck {
+    std::optional<py::error_already_set> error;
+    static int check(void* self) {
+        py::gil_scoped_acquire gil;
+        if (PyErr_CheckSignals() == 0) return 0;
+        static_cast<SignalCheck*>(self)->error.emplace();
+        return 1;
+    }
+};
+
 py::array read_from(ByteSource& src, const std::string& name) {
     IdxHeader h = read_idx_header(src, name);
     // NumPy computes strides from every nonzero dimension, so even an empty array
@@ -57,9 +69,13 @@ py::array read_from(ByteSource& src, const std::string& name) {
     std::vector<py::ssize_t> shape(h.dims.begin(), h.dims.end());
     py::array out(idx_dtype(h.type_code), shape);
     void* dst = out.mutable_data();
-    {
+    // Between chunks: Ctrl-C (a 1 GiB gzip file takes seconds to inflate).
+    SignalCheck signals;
+    try {
         py::gil_scoped_release nogil;
-        read_idx_body(src, h, dst, name);
+        read_idx_body(src, h, dst, name, &SignalCheck::check, &signals);
+    } catch (const IdxInterrupted&) {
+        throw *signals.error;
     }
     return out;
 }
@@ -650,8 +666,13 @@ PYBIND11_MODULE(_core, m) {
                      throw py::value_error("BatchPlan is for batches of at most " + std::to_string(kFastMaxBatch) +
                                            " rows, got " + std::to_string(batch));
                  const int nt = call_threads(threads);
-                 py::gil_scoped_release nogil;
-                 return new BatchPlanData(v, batch, nt);
+                 SignalCheck signals;
+                 try {
+                     py::gil_scoped_release nogil;
+                     return new BatchPlanData(v, batch, nt, &SignalCheck::check, &signals);
+                 } catch (const PlanInterrupted&) {
+                     throw *signals.error;
+                 }
              }),
              py::arg("x"), py::arg("batch_size"), py::arg("num_threads") = py::none(), py::keep_alive<1, 2>())
         .def_property_readonly("batch_size", &BatchPlanData::batch)

@@ -59,9 +59,15 @@ std::unique_ptr<ByteSource> open_idx_memory(const void* data, size_t size, const
 bool have_zlib();
 
 IdxHeader read_idx_header(ByteSource& src, const std::string& name);
+// Thrown by read_idx_body when its stop function asked it to stop.
+struct IdxInterrupted : std::exception {
+    const char* what() const noexcept override { return "IDX read interrupted"; }
+};
 // Fills dst (header.data_bytes bytes) in native byte order, and checks that no
-// bytes follow the data.
-void read_idx_body(ByteSource& src, const IdxHeader& header, void* dst, const std::string& name);
+// bytes follow the data. stop (optional) is called between chunks of 16 MiB
+// with ctx; a nonzero return stops the read with IdxInterrupted.
+void read_idx_body(ByteSource& src, const IdxHeader& header, void* dst, const std::string& name,
+                   int (*stop)(void* ctx) = nullptr, void* ctx = nullptr);
 
 // Writes header + data (native order in, big-endian out) to a raw buffer.
 std::vector<uint8_t> encode_idx(uint8_t type_code, const std::vector<uint64_t>& dims, const void* data);

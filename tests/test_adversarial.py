@@ -323,3 +323,72 @@ def test_ctrl_c_interrupts_a_long_predict():
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs setitimer")
+def test_ctrl_c_interrupts_the_batch_plan_before_the_first_epoch(mnist):
+    # The first 0.4-0.65 s of fit on MNIST (planning) could not be interrupted.
+    import signal
+
+    from mnist_mlp import _core
+
+    (x, _), _ = mnist
+    x = np.ascontiguousarray(np.concatenate([x, x, x]).reshape(-1, 784))  # ~0.6 s of planning here
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    import time
+
+    t0 = time.perf_counter()
+    _core.BatchPlan(x, 8, 2)
+    whole = time.perf_counter() - t0
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, whole / 10)
+        t0 = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            _core.BatchPlan(x, 8, 2)
+        # Interrupted inside (between rounds of blocks), not after it returned.
+        assert time.perf_counter() - t0 < 0.7 * whole
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert _core.BatchPlan(x[:1000], 8, 2).nbytes > 0  # still works afterwards
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs setitimer")
+def test_ctrl_c_interrupts_reading_a_large_gzip_file(mnist, tmp_path):
+    # read_idx of a 1 GiB gzip file could not be interrupted (2.4 s).
+    import gzip
+    import signal
+    import struct
+    import time
+
+    from mnist_mlp import _core
+
+    if not _core.HAVE_ZLIB:
+        pytest.skip("the C++ reader inflates only with zlib")
+    (x, _), _ = mnist
+    big = np.concatenate([x] * 4)  # 188 MB of pixels
+    path = tmp_path / "big-idx3-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(struct.pack(">HBB", 0, 8, 3) + struct.pack(">III", *big.shape))
+        f.write(big.tobytes())
+    t0 = time.perf_counter()
+    assert mm.read_idx(path).shape == big.shape
+    whole = time.perf_counter() - t0
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, whole / 10)
+        t0 = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            mm.read_idx(path)
+        assert time.perf_counter() - t0 < 0.7 * whole  # inside the read, between chunks of 16 MiB
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
