@@ -405,3 +405,22 @@ def test_an_unwritable_download_folder_is_not_reported_as_a_network_failure(tmp_
     with pytest.raises(mm.datasets.DownloadError, match="cannot download into .*file/sets") as e:
         mm.datasets.load("fashion-mnist", root=blocker / "sets", timeout=1, retries=0)
     assert "mirror" not in str(e.value)
+
+
+def test_cli_train_on_an_empty_dataset_is_one_line(tmp_path):
+    # It said "max() arg is an empty sequence".
+    for name, shape in [("train-images-idx3-ubyte", (0, 28, 28)), ("train-labels-idx1-ubyte", (0,)),
+                        ("t10k-images-idx3-ubyte", (0, 28, 28)), ("t10k-labels-idx1-ubyte", (0,))]:
+        mm.write_idx(tmp_path / name, np.zeros(shape, np.uint8))
+    line = _one_line_error(_cli("train", "--data", str(tmp_path), "--epochs", "1"))
+    assert "empty" in line
+
+
+@posix
+def test_cli_predict_on_a_fifo_is_one_line_and_does_not_block(tmp_path):
+    fifo = tmp_path / "in.npy"
+    os.mkfifo(fifo)
+    model = tmp_path / "m.npz"
+    mm.MLP([784, 8, 10], seed=0).save(model)
+    line = _one_line_error(_cli("predict", str(model), str(fifo), timeout=60))
+    assert "is a FIFO (named pipe), not a regular file" in line

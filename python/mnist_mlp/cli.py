@@ -18,7 +18,7 @@ from typing import IO, Any, Callable, Sequence
 
 import numpy as np
 
-from ._files import atomic_write
+from ._files import atomic_write, check_regular_file
 
 MAIN_EXAMPLES = """examples:
   mnist-mlp train --save model.npz --metrics-json metrics.json --plot curves.png
@@ -285,6 +285,8 @@ def _load_data(args: argparse.Namespace) -> tuple[tuple[np.ndarray, np.ndarray],
 
 
 def _num_classes(*label_arrays: np.ndarray) -> int:
+    if not any(len(y) for y in label_arrays):
+        raise CLIError("the dataset is empty: its label files hold no labels")
     return max(2, max(int(np.max(y)) for y in label_arrays if len(y)) + 1)
 
 
@@ -567,6 +569,7 @@ def _read_input(path: str, features: int) -> tuple[np.ndarray, bool]:
         return load_image(path).reshape(1, -1), True
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
+    check_regular_file(path, "an input file")  # a FIFO would block np.load
     if path.lower().endswith(".npy"):
         arr = np.load(path, allow_pickle=False)
     else:
