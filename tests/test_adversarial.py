@@ -161,6 +161,9 @@ NPROC_CHILD = textwrap.dedent(
     import os, resource, warnings, numpy as np, mnist_mlp as mm
     x = np.random.default_rng(0).integers(0, 256, (400, 784), dtype=np.uint8)
     y = np.arange(400) % 10
+    # Everything a fit imports, imported now: nobody may not be able to read the
+    # installation (CI's is in a private temporary folder).
+    mm.MLP([784, 32, 10], seed=0).fit(x, y, epochs=1, batch_size=100, num_threads=1)
     if os.getuid() == 0:  # root ignores RLIMIT_NPROC: become nobody first
         os.setgid(65534)
         os.setuid(65534)
