@@ -63,6 +63,7 @@ def main() -> None:
     n, workers = len(trials), 2
 
     seq, warm, cold = [], [], None
+    fit_local, fit_worker, busiest = [], [], []  # summed train_seconds; the busier worker's sum
     same = True
     with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None, env={"OMP_NUM_THREADS": "1"}) as cluster, \
@@ -80,6 +81,12 @@ def main() -> None:
                 same &= t["error"] is None and (t["test_loss"], t["test_accuracy"]) == (loc["test_loss"],
                                                                                       loc["test_accuracy"])
                 same &= all(np.array_equal(a, b) for a, b in zip(res.model(i).weights, loc["model"].weights))
+            fit_local.append(sum(t["train_seconds"] for t in local))
+            fit_worker.append(sum(t["train_seconds"] for t in res.trials))
+            per_worker: dict[str, float] = {}
+            for t in res.trials:
+                per_worker[t["worker"]] = per_worker.get(t["worker"], 0.0) + t["train_seconds"]
+            busiest.append(max(per_worker.values()))
             print(f"repeat {r}: sequential {seq[-1]:.3f} s, sweep {warm[-1]:.3f} s", flush=True)
     t0 = time.perf_counter()
     mm.sweep(grid, (x, y), (xt, yt), scheduler=None, n_workers=workers)
@@ -97,8 +104,14 @@ def main() -> None:
     print(f"| sweep with the LocalCluster's start and close | {cold:.3f} | |")
     print(f"\nspeed-up {s / w:.2f}x; Dask's overhead per trial {overhead * 1e3:.0f} ms "
           f"((2 x sweep - sequential) / {n})")
+    fl, fw, bw = statistics.median(fit_local), statistics.median(fit_worker), statistics.median(busiest)
+    print(f"where it goes: the fits take {fw / n:.3f} s each on the workers against {fl / n:.3f} s in one "
+          f"process ({fw / fl - 1:+.0%}: two fits side by side share the cache and memory); the sweep's wall time "
+          f"beyond its busier worker's fits (scatter, scheduling, results, the last wave) is "
+          f"{statistics.median([a - b for a, b in zip(warm, busiest)]):.3f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({
+            "fit_seconds_local": fit_local, "fit_seconds_workers": fit_worker, "busiest_worker_fit_seconds": busiest,
             "trials": n, "epochs": args.epochs, "train_samples": len(x), "repeats": args.repeats,
             "sequential_seconds": seq, "sweep_seconds": warm, "cold_sweep_seconds": cold,
             "speedup": s / w, "overhead_per_trial_seconds": overhead, "bitwise_equal": same,
