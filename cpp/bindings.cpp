@@ -43,15 +43,38 @@ py::dtype idx_dtype(uint8_t code) {
     throw IdxError("unknown IDX type code");
 }
 
-// A stop function for long work done without the GIL: takes the GIL back to
-// ask Python about signals (Ctrl-C), keeping the exception to raise after.
-struct SignalCheck {
+// Interrupts: the epoch loop asks every few milliseconds; we take the GIL just
+// long enough to run Python's signal handlers, and stop if one raised.
+struct StopCheck {
     std::optional<py::error_already_set> error;
-    static int check(void* self) {
-        py::gil_scoped_acquire gil;
-        if (PyErr_CheckSignals() == 0) return 0;
-        static_cast<SignalCheck*>(self)->error.emplace();
+    std::exception_ptr other;  // anything else thrown while calling back into Python
+    py::object progress;       // None or progress(batches_done, total_batches)
+    int64_t total = 0;
+    // Runs on the training loop's thread 0, inside its parallel region: it must
+    // not throw, so every failure is stored and reported once the loop returns.
+    static int check(void* self, int64_t batches_done) noexcept {
+        auto* me = static_cast<StopCheck*>(self);
+        try {
+            py::gil_scoped_acquire gil;
+            if (PyErr_CheckSignals() != 0) {
+                me->error.emplace();
+                return 1;
+            }
+            if (!me->progress.is_none()) me->progress(batches_done, me->total);
+            return 0;
+        } catch (py::error_already_set& e) {
+            me->error.emplace(std::move(e));
+        } catch (...) {
+            me->other = std::current_exception();
+        }
         return 1;
+    }
+    // For work outside the epoch loop (reading a file, planning the batches):
+    // signals only, when progress is None.
+    static int signals(void* self) noexcept { return check(self, 0); }
+    void rethrow() {
+        if (error) throw *error;
+        if (other) std::rethrow_exception(other);
     }
 };
 
@@ -70,12 +93,14 @@ py::array read_from(ByteSource& src, const std::string& name) {
     py::array out(idx_dtype(h.type_code), shape);
     void* dst = out.mutable_data();
     // Between chunks: Ctrl-C (a 1 GiB gzip file takes seconds to inflate).
-    SignalCheck signals;
+    StopCheck stop;
+    stop.progress = py::none();
     try {
         py::gil_scoped_release nogil;
-        read_idx_body(src, h, dst, name, &SignalCheck::check, &signals);
+        read_idx_body(src, h, dst, name, &StopCheck::signals, &stop);
     } catch (const IdxInterrupted&) {
-        throw *signals.error;
+        stop.rethrow();
+        throw;
     }
     return out;
 }
@@ -159,38 +184,6 @@ const Kernels<T>& kernels() {
     if (!k) throw std::runtime_error("no kernels for this CPU");
     return *k;
 }
-
-// Interrupts: the epoch loop asks every few milliseconds; we take the GIL just
-// long enough to run Python's signal handlers, and stop if one raised.
-struct StopCheck {
-    std::optional<py::error_already_set> error;
-    std::exception_ptr other;  // anything else thrown while calling back into Python
-    py::object progress;       // None or progress(batches_done, total_batches)
-    int64_t total = 0;
-    // Runs on the training loop's thread 0, inside its parallel region: it must
-    // not throw, so every failure is stored and reported once the loop returns.
-    static int check(void* self, int64_t batches_done) noexcept {
-        auto* me = static_cast<StopCheck*>(self);
-        try {
-            py::gil_scoped_acquire gil;
-            if (PyErr_CheckSignals() != 0) {
-                me->error.emplace();
-                return 1;
-            }
-            if (!me->progress.is_none()) me->progress(batches_done, me->total);
-            return 0;
-        } catch (py::error_already_set& e) {
-            me->error.emplace(std::move(e));
-        } catch (...) {
-            me->other = std::current_exception();
-        }
-        return 1;
-    }
-    void rethrow() {
-        if (error) throw *error;
-        if (other) std::rethrow_exception(other);
-    }
-};
 
 template <class T>
 py::array param_view(py::object owner, T* ptr, std::vector<py::ssize_t> shape) {
@@ -395,7 +388,7 @@ void bind_model(py::module_& m, const char* name) {
                 for (size_t l = 0; l + 1 < mo.sizes().size(); ++l) per_row += mo.sizes()[l] * mo.sizes()[l + 1];
                 const int64_t slice =
                     plan ? n : std::min<int64_t>(65536, std::max<int64_t>(1024, (int64_t(1) << 34) / std::max<int64_t>(per_row, 1)));
-                const int64_t esize = xv.type == InputType::u8 ? 1 : xv.type == InputType::f32 ? 4 : 8;
+                const int64_t esize = x.itemsize();
                 for (int64_t s0 = 0; s0 < n; s0 += slice) {
                     EvalJob<T> part = job;
                     part.n = std::min(slice, n - s0);
@@ -666,12 +659,14 @@ PYBIND11_MODULE(_core, m) {
                      throw py::value_error("BatchPlan is for batches of at most " + std::to_string(kFastMaxBatch) +
                                            " rows, got " + std::to_string(batch));
                  const int nt = call_threads(threads);
-                 SignalCheck signals;
+                 StopCheck stop;
+                 stop.progress = py::none();
                  try {
                      py::gil_scoped_release nogil;
-                     return new BatchPlanData(v, batch, nt, &SignalCheck::check, &signals);
+                     return new BatchPlanData(v, batch, nt, &StopCheck::signals, &stop);
                  } catch (const PlanInterrupted&) {
-                     throw *signals.error;
+                     stop.rethrow();
+                     throw;
                  }
              }),
              py::arg("x"), py::arg("batch_size"), py::arg("num_threads") = py::none(), py::keep_alive<1, 2>())

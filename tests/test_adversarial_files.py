@@ -110,12 +110,17 @@ def test_a_history_that_is_not_a_list_of_records_is_refused_at_load(tmp_path, hi
     assert "h.npz" in str(e.value)
 
 
-def test_a_deeply_nested_history_is_a_value_error_not_a_recursion_error(tmp_path):
-    m = mm.MLP([4, 3, 2], seed=0)
-    members = _model_members(m, tmp_path / "good.npz")
+def _deeply_nested_history_model(tmp_path, sizes) -> str:
+    """A model file whose history is 100000 nested lists."""
+    members = _model_members(mm.MLP(sizes, seed=0), tmp_path / "good.npz")
     members["history"] = np.array("[" * 100_000 + "]" * 100_000)
     path = tmp_path / "deep.npz"
     _write(path, members)
+    return str(path)
+
+
+def test_a_deeply_nested_history_is_a_value_error_not_a_recursion_error(tmp_path):
+    path = _deeply_nested_history_model(tmp_path, [4, 3, 2])
     with pytest.raises(ValueError, match="field 'history' nests too deeply"):
         mm.MLP.load(path)
 
@@ -377,12 +382,8 @@ def test_cli_a_metrics_file_whose_config_is_a_list_is_one_line(tmp_path):
 
 
 def test_cli_a_model_with_a_deeply_nested_history_is_one_line(tmp_path):
-    m = mm.MLP([784, 8, 10], seed=0)
-    members = _model_members(m, tmp_path / "good.npz")
-    members["history"] = np.array("[" * 100_000 + "]" * 100_000)
-    path = tmp_path / "deep.npz"
-    _write(path, members)
-    line = _one_line_error(_cli("evaluate", str(path)))
+    path = _deeply_nested_history_model(tmp_path, [784, 8, 10])
+    line = _one_line_error(_cli("evaluate", path))
     assert "nests too deeply" in line
 
 

@@ -141,9 +141,8 @@ def inputs(
         raise ValueError(f"{name} holds a non-finite value {x[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
     if check_finite and dtype is not None and np.dtype(dtype) == np.float32 and x.dtype == np.float64:
         big = float(np.finfo(np.float32).max)
-        over = np.abs(x) > big
-        if over.any():
-            bad = np.argwhere(over)[0]
+        if x.max() > big or x.min() < -big:  # two reductions, no temporary array
+            bad = np.argwhere(np.abs(x) > big)[0]
             raise ValueError(
                 f"{name} holds {float(x[tuple(bad)])!r} at index {tuple(int(i) for i in bad)}, beyond float32's range "
                 f"(+-{big:.3g}) of this float32 model; rescale the features"

@@ -567,9 +567,7 @@ def _read_input(path: str, features: int) -> tuple[np.ndarray, bool]:
         from .images import load_image
 
         return load_image(path).reshape(1, -1), True
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    check_regular_file(path, "an input file")  # a FIFO would block np.load
+    check_regular_file(path, "an input file")  # FileNotFoundError; a FIFO would block np.load
     if path.lower().endswith(".npy"):
         arr = np.load(path, allow_pickle=False)
     else:
