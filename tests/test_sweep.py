@@ -526,10 +526,10 @@ class FakeTTY:
 
 def test_progress_bar_over_trials():
     s = FakeTTY()
-    bar = cli.progress_bar(3, s, use_tqdm=False, unit="trial", label="best validation accuracy")
+    bar = cli.progress_bar(3, s, unit="trial", label="best validation accuracy")
     for i in range(3):
         bar.update({"test_accuracy": 0.5 + i / 10})
     bar.close()
     text = "".join(s.parts)
-    assert "trial 0/3 [" in text and "trial 3/3 [########################]" in text
+    assert "0/3 trials" in text and "3/3 trials" in text
     assert "best validation accuracy 0.7000" in text

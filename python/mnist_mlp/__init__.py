@@ -8,6 +8,7 @@ from .callbacks import EarlyStopping
 from .idx import IdxError, load_mnist, read_idx, write_idx
 from . import datasets
 from .model import MLP
+from ._validate import UnscaledInputWarning
 from .compat import NN
 from .estimator import MLPClassifier
 from .sweep import SweepResult, sweep  # dask.distributed is imported only when a sweep runs
@@ -32,5 +33,6 @@ __all__ = [
     "reference",
     "sweep",
     "SweepResult",
+    "UnscaledInputWarning",
     "write_idx",
 ]

@@ -92,6 +92,8 @@ def check_writable_target(path: str | os.PathLike[str]) -> str:
     folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{display_name(target)}: the folder {display_name(folder)} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"{display_name(target)}: the folder {display_name(folder)} is not writable")
     return target
 
 

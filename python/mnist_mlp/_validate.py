@@ -103,13 +103,45 @@ def layer_sizes(sizes: Any) -> list[int]:
     return out
 
 
-def inputs(
-    x: Any, features: int, *, name: str = "x", check_finite: bool = True, dtype: Any = None
-) -> np.ndarray:
-    """Returns x as a 2-D (samples, features) array the C++ core can read
-    without copying: uint8 pixels, float32 or float64, C- or F-ordered.
-    ``dtype``: the model's; float64 values beyond float32's range are refused
-    for a float32 model (they would become Inf inside it)."""
+class UnscaledInputWarning(UserWarning):
+    """Float input that looks like pixel values 0..255 that were not divided by 255."""
+
+
+# Integer-valued floats in [0, 255] whose maximum is above this look like unscaled
+# pixels. 16 keeps scikit-learn's digits (integers 0..16, which train well as
+# they are) quiet; MNIST-style pixels reach 255.
+UNSCALED_MAX = 16
+
+
+def looks_unscaled(x: np.ndarray) -> bool:
+    """True when float ``x`` holds integer values in [0, 255] reaching above
+    UNSCALED_MAX: pixels that were converted to float without dividing by 255.
+    Looks at about 64 rows spread over ``x`` (a few microseconds for MNIST)."""
+    if x.dtype.kind != "f" or x.size == 0:
+        return False
+    rows = x[:: max(1, len(x) // 64)]
+    lo, hi = float(rows.min()), float(rows.max())
+    return lo >= 0.0 and UNSCALED_MAX < hi <= 255.0 and bool(np.all(rows == np.rint(rows)))
+
+
+def unscaled_warning(name: str, stacklevel: int = 3) -> None:
+    import warnings
+
+    warnings.warn(
+        f"{name} looks like unscaled pixels (float values that are integers 0..255); the model expects "
+        f"features near 0..1, as MNIST's pixels / 255. Divide by 255 ({name} / 255.0), or pass uint8 pixels, "
+        "which are scaled for you. Trained on 0..255, a model stays near chance",
+        UnscaledInputWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def input_values(x: Any, name: str = "x") -> np.ndarray:
+    """The one rule for what input values mean (the API, the estimator's uint8
+    path and the CLI's .npy / IDX inputs): uint8 and any other integer dtype
+    whose values are within 0..255 are pixels, scaled by 1/255; float32 and
+    float64 are features used as they are (float16 becomes float32); bool, and
+    integers outside 0..255, are refused with what to do instead."""
     if isinstance(x, np.ma.MaskedArray):
         # Its data under the mask would be read as it is (NaN included).
         raise TypeError(
@@ -118,20 +150,58 @@ def inputs(
         )
     if not isinstance(x, np.ndarray):
         x = np.asarray(x)
-    check_mapped_file(x, name)
+    if x.dtype == np.bool_:
+        raise TypeError(
+            f"{name}: a bool array is neither pixels nor features; use {name}.astype(np.uint8) * 255 for "
+            f"black-and-white pixels (True = ink), or {name}.astype(np.float32) for 0/1 features"
+        )
+    if x.dtype.kind in "iu" and x.dtype != np.uint8:
+        if x.size:
+            lo, hi = int(x.min()), int(x.max())
+            if lo < 0 or hi > 255:
+                raise ValueError(
+                    f"{name}: integer values are pixels 0..255 (scaled by 1/255), but these reach [{lo}, {hi}]; "
+                    f"pass float features instead ({name}.astype(np.float32), scaled as you need)"
+                )
+        check_mapped_file(x, name)
+        return x.astype(np.uint8)
+    if x.dtype == np.float16:
+        return x.astype(np.float32)
     if x.dtype not in INPUT_DTYPES:
         raise TypeError(
-            f"{name}: dtype {x.dtype} is not supported; use uint8 pixels (scaled by 1/255) "
+            f"{name}: dtype {x.dtype} is not supported; use uint8 (or integer) pixels 0..255, scaled by 1/255, "
             "or float32/float64 features"
         )
+    return x
+
+
+def inputs(
+    x: Any, features: int, *, name: str = "x", check_finite: bool = True, dtype: Any = None,
+    one_sample: bool = False, warn_unscaled: bool = False,
+) -> np.ndarray:
+    """Returns x as a 2-D (samples, features) array the C++ core can read
+    without copying: uint8 pixels, float32 or float64, C- or F-ordered (see
+    `input_values` for what other dtypes become).
+    ``dtype``: the model's; float64 values beyond float32's range are refused
+    for a float32 model (they would become Inf inside it).
+    ``one_sample``: a single sample given as (features,) or as an image whose
+    size is ``features`` (a (28, 28) digit) is read as one row (predict).
+    ``warn_unscaled``: warn when float x looks like unscaled pixels."""
+    x = input_values(x, name)
+    check_mapped_file(x, name)
     if x.ndim == 0:
         raise ValueError(f"{name} must be 2-D (samples, features), got a scalar")
+    if one_sample and x.size == features and not (x.ndim == 2 and x.shape[1] == features):
+        x = x.reshape(1, features)  # one image, (28, 28) or (784,); ravel order is the image's rows
     if x.ndim == 1:
-        raise ValueError(f"{name} must be 2-D (samples, features), got shape {x.shape}; use x[None, :] for one sample")
+        raise ValueError(f"{name} must be 2-D (samples, features), got shape {x.shape}; use {name}[None, :] for one sample")
     if x.ndim > 2:
         x = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))  # (N, 28, 28) images -> (N, 784); N may be 0
     if x.shape[1] != features:
-        raise ValueError(f"{name} has {x.shape[1]} features per sample, the model expects {features}")
+        hint = ""
+        if x.size == features:
+            hint = f"; for a single sample of shape {x.shape} use {name}.reshape(1, {features})"
+        raise ValueError(f"{name} has {x.shape[1]} features per sample, the model expects {features}{hint}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 samples)")
     if not x.flags.aligned or any(s % x.itemsize for s in x.strides):
@@ -147,6 +217,8 @@ def inputs(
                 f"{name} holds {float(x[tuple(bad)])!r} at index {tuple(int(i) for i in bad)}, beyond float32's range "
                 f"(+-{big:.3g}) of this float32 model; rescale the features"
             )
+    if warn_unscaled and looks_unscaled(x):
+        unscaled_warning(name, stacklevel=4)
     return x
 
 

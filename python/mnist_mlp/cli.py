@@ -13,12 +13,15 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import IO, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ._files import atomic_write, check_regular_file
+from . import _validate as V
+from ._files import atomic_write, check_regular_file, check_writable_target, display_name
+from ._progress import NoBar, progress_bar
 
 MAIN_EXAMPLES = """examples:
   mnist-mlp train --save model.npz --metrics-json metrics.json --plot curves.png
@@ -180,17 +183,23 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", parents=[common, data, threads], help="train a model (defaults: the seed notebook's run)",
                        description="Train an MLP (ReLU, softmax, cross-entropy, SGD) and report the seed notebook's lines.",
                        epilog=TRAIN_EXAMPLES, formatter_class=raw)
-    t.add_argument("--hidden", type=_int_at_least(1), nargs="+", default=[300], metavar="N", help="hidden layer widths (default: 300)")
+    t.add_argument("--hidden", type=_int_at_least(1), nargs="+", default=None, metavar="N", help="hidden layer widths (default: 300)")
     t.add_argument("--lr", type=_positive_float, default=0.1, help="learning rate (default: 0.1)")
     t.add_argument("--batch-size", type=_int_at_least(1), default=8, help="mini-batch size (default: 8)")
-    t.add_argument("--epochs", type=_int_at_least(1), default=20, help="epochs (default: 20)")
-    t.add_argument("--seed", type=int, default=0, help="seed for the initial weights and shuffling (default: 0)")
-    t.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="precision (default: float32)")
+    t.add_argument("--epochs", type=_int_at_least(1), default=20,
+                   help="epochs (default: 20); with --resume, the total including the model's earlier epochs")
+    t.add_argument("--seed", type=int, default=None, help="seed for the initial weights and shuffling (default: 0)")
+    t.add_argument("--dtype", choices=["float32", "float64"], default=None, help="precision (default: float32)")
     t.add_argument("--shuffle", action="store_true", help="shuffle the training set every epoch")
     t.add_argument("--save", default=None, metavar="MODEL.npz", help="write the trained model here")
     t.add_argument("--metrics-json", default=None, metavar="FILE",
                    help="write the configuration, the per-epoch history and the final result as JSON")
     t.add_argument("--plot", default=None, metavar="CURVES.png", help="draw the loss and accuracy curves (needs matplotlib)")
+    t.add_argument("--checkpoint-every", type=_int_at_least(1), default=None, metavar="N",
+                   help="also write --save and --metrics-json after every N epochs")
+    t.add_argument("--resume", default=None, metavar="MODEL.npz",
+                   help="continue training this saved model (its weights, history and shuffling state) "
+                        "up to --epochs in total")
     t.add_argument("--quiet", action="store_true", help="print only the result")
 
     e = sub.add_parser("evaluate", parents=[common, data, threads], help="loss, accuracy and a per-class table",
@@ -301,172 +310,138 @@ def _atomic_write_text(path: str, text: str) -> None:
 
 
 def _result_line(rec: dict[str, Any], seconds: float) -> str:
-    """The seed notebook's final line."""
+    """The seed notebook's final line, saying what its "Error" is: the cross-entropy loss."""
     return (
-        f"Error on test: {rec['test_loss']:.5f}; Error on train: {rec['train_loss']:.5f}; "
+        f"Loss on test: {rec['test_loss']:.5f}; Loss on train: {rec['train_loss']:.5f}; "
         f"Accuracy on test: {rec['test_accuracy']:.5f}; Accuracy on train: {rec['train_accuracy']:.5f}; "
         f"Time: {seconds:.2f} s"
     )
 
 
 # ---------------------------------------------------------------------------
-# Progress over the epochs
-
-
-class _NoBar:
-    """No bar: lines go straight to the stream."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-
-    def write(self, line: str) -> None:
-        print(line, file=self.stream, flush=True)
-
-    def update(self, rec: dict[str, Any]) -> None:
-        pass
-
-    def batches(self, done: int, total: int) -> None:
-        """Progress within the current epoch (called about every millisecond)."""
-
-    def close(self) -> None:
-        pass
-
-
-class _TextBar(_NoBar):
-    """A one-line bar redrawn with carriage returns, for terminals without tqdm."""
-
-    WIDTH = 24
-
-    def __init__(self, stream: IO[str], total: int, unit: str = "epoch", label: str = "test accuracy") -> None:
-        super().__init__(stream)
-        self.total, self.done, self.t0, self.suffix = total, 0, time.perf_counter(), ""
-        self.unit, self.label = unit, label
-        self.part, self._shown, self._last = 0.0, 0, 0.0
-        self._draw()
-
-    def _draw(self) -> None:
-        elapsed = time.perf_counter() - self.t0
-        fill = int(self.WIDTH * (self.done + self.part) / max(self.total, 1))
-        text = f"{self.unit} {self.done}/{self.total} [{'#' * fill}{'.' * (self.WIDTH - fill)}] {elapsed:.1f} s"
-        if 0 < self.done < self.total:
-            text += f", ~{elapsed / self.done * (self.total - self.done):.1f} s left"
-        text += self.suffix
-        self.stream.write("\r" + text.ljust(self._shown))
-        self.stream.flush()
-        self._shown = len(text)
-
-    def _clear(self) -> None:
-        self.stream.write("\r" + " " * self._shown + "\r")
-        self._shown = 0
-
-    def write(self, line: str) -> None:
-        self._clear()
-        print(line, file=self.stream)
-        self._draw()
-
-    def update(self, rec: dict[str, Any]) -> None:
-        self.done += 1
-        self.part = 0.0
-        if "test_accuracy" in rec:
-            self.suffix = f", {self.label} {rec['test_accuracy']:.4f}"
-        self._draw()
-
-    def batches(self, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if now - self._last >= 0.1:  # redraw at most ten times a second
-            self._last = now
-            self.part = done / max(total, 1)
-            self._draw()
-
-    def close(self) -> None:
-        self._clear()
-        self.stream.flush()
-
-
-class _TqdmBar(_NoBar):
-    def __init__(self, stream: IO[str], total: int, unit: str = "epoch", label: str = "test accuracy") -> None:
-        super().__init__(stream)
-        from tqdm import tqdm
-
-        self._tqdm = tqdm
-        count = "{n:.1f}" if unit == "epoch" else "{n:.0f}"  # epochs move within, trials by one
-        self.bar = tqdm(total=total, unit=unit, file=stream, leave=False, dynamic_ncols=True, mininterval=0.1,
-                        bar_format="{l_bar}{bar}| " + count + "/{total} " + unit + "s [{elapsed}<{remaining}{postfix}]")
-        self.part = 0.0
-        self.label = label
-
-    def write(self, line: str) -> None:
-        self._tqdm.write(line, file=self.stream)
-
-    def update(self, rec: dict[str, Any]) -> None:
-        if "test_accuracy" in rec:
-            self.bar.set_postfix_str(f"{self.label} {rec['test_accuracy']:.4f}", refresh=False)
-        self.bar.update(1 - self.part)
-        self.part = 0.0
-        self.bar.refresh()  # an epoch's end is always shown
-
-    def batches(self, done: int, total: int) -> None:
-        part = done / max(total, 1)
-        if part > self.part:
-            self.bar.update(part - self.part)
-            self.part = part
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def progress_bar(total: int, stream: IO[str] | None = None, *, enabled: bool = True, use_tqdm: bool | None = None,
-                 unit: str = "epoch", label: str = "test accuracy") -> _NoBar:
-    """A bar over ``total`` epochs (or other ``unit``s) on ``stream`` (stdout):
-    tqdm when installed, else a built-in one, and none when ``stream`` is not a
-    terminal or not ``enabled``. ``write(line)`` prints a line above the bar;
-    ``update(rec)`` advances it by one, showing ``label`` and rec's
-    ``test_accuracy``."""
-    stream = sys.stdout if stream is None else stream
-    isatty = getattr(stream, "isatty", None)
-    if not enabled or not (callable(isatty) and isatty()):
-        return _NoBar(stream)
-    if use_tqdm is None:
-        use_tqdm = importlib.util.find_spec("tqdm") is not None
-    return (_TqdmBar if use_tqdm else _TextBar)(stream, total, unit, label)
-
-
-# ---------------------------------------------------------------------------
 # Commands
 
 
+def _output_path(flag: str, path: str | None) -> None:
+    """Checks an output path before any work: a missing or read-only folder, or
+    a directory where the file should go, fails now, not after training."""
+    if path is None:
+        return
+    try:
+        check_writable_target(path)
+    except (OSError, ValueError) as e:
+        raise CLIError(f"{flag}: {e}") from None
+
+
+def _check_outputs(*pairs: tuple[str, str | None]) -> None:
+    seen: dict[str, str] = {}
+    for flag, path in pairs:
+        _output_path(flag, path)
+        if path is not None:
+            key = os.path.realpath(path)
+            if key in seen:
+                raise CLIError(f"{seen[key]} and {flag} name the same file, {display_name(path)}")
+            seen[key] = flag
+
+
 def _train(args: argparse.Namespace) -> int:
-    from . import MLP, __version__
+    from . import MLP
     from .model import _epoch_line
 
+    # Everything that can be checked without the data is checked first.
     if args.plot:
         _require("matplotlib", "plot", "--plot")
+        from . import plots
+
+        try:
+            getattr(plots, "check_figure_path", lambda p: None)(args.plot)  # TEMPORARY until the plots merge
+        except ValueError as e:
+            raise CLIError(f"--plot: {e}") from None
+    _check_outputs(("--save", args.save), ("--metrics-json", args.metrics_json), ("--plot", args.plot))
+    if args.checkpoint_every is not None and not (args.save or args.metrics_json):
+        args.usage_error("--checkpoint-every needs --save (and/or --metrics-json): that is where checkpoints go")
+    model = None
+    if args.resume:
+        model = _load_model(args.resume)
+        hidden = model.layer_sizes[1:-1]
+        if args.hidden is not None and list(args.hidden) != hidden:
+            args.usage_error(f"--hidden {' '.join(map(str, args.hidden))} differs from the resumed model's "
+                             f"hidden layers {' '.join(map(str, hidden))}; leave --hidden out with --resume")
+        if args.dtype is not None and args.dtype != model.dtype.name:
+            args.usage_error(f"--dtype {args.dtype} differs from the resumed model's {model.dtype.name}")
+        if args.seed is not None:
+            args.usage_error("--seed has no effect with --resume: the model file carries its shuffling state")
+        if len(model.history) >= args.epochs:
+            raise CLIError(
+                f"--resume {display_name(args.resume)}: the model has already been trained for "
+                f"{len(model.history)} epochs; --epochs is the total, so ask for more than {len(model.history)}"
+            )
     (x, y), (xt, yt), source = _load_data(args)
-    features = int(np.prod(x.shape[1:]))
-    sizes = [features, *args.hidden, _num_classes(y, yt)]
-    model = MLP(sizes, seed=args.seed, dtype=args.dtype)
-    bar = progress_bar(args.epochs, sys.stdout, enabled=not args.quiet) if args.epochs >= 1 else _NoBar(sys.stdout)
+    if model is None:
+        features = int(np.prod(x.shape[1:]))
+        sizes = [features, *(args.hidden or [300]), _num_classes(y, yt)]
+        model = MLP(sizes, seed=0 if args.seed is None else args.seed, dtype=args.dtype or "float32")
+    else:
+        sizes = model.layer_sizes
+        _check_fits(model, x, y, f"the training set of {source}")
+        _check_fits(model, xt, yt, f"the test set of {source}")
+    done_before = len(model.history)
+    epochs = args.epochs - done_before
+    bar = progress_bar(epochs, sys.stdout, enabled=not args.quiet)
+    t0 = time.perf_counter()
+    last_state: list[dict[str, Any]] = []  # the model after the last completed epoch, for Ctrl-C
 
     def on_epoch(rec: dict[str, Any]) -> None:
+        last_state[:] = [model.__getstate__()]  # first: an epoch whose line is shown is one Ctrl-C keeps
         if not args.quiet:
             bar.write(_epoch_line(rec))
         bar.update(rec)
+        n = rec["epoch"] + 1
+        if args.checkpoint_every and n % args.checkpoint_every == 0 and n < args.epochs:
+            for line in _write_outputs(args, model, sizes, source, len(x), len(xt), time.perf_counter() - t0,
+                                       status="checkpoint", plot=False):
+                bar.write(f"checkpoint after epoch {rec['epoch']}: {line}")
 
-    t0 = time.perf_counter()
     try:
-        model.fit(
-            x, y, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, shuffle=args.shuffle,
-            validation_data=(xt, yt), num_threads=args.threads, callback=on_epoch, progress=bar.batches,
-        )
-    finally:
-        bar.close()
+        try:
+            model.fit(
+                x, y, epochs=epochs, lr=args.lr, batch_size=args.batch_size, shuffle=args.shuffle,
+                validation_data=(xt, yt), num_threads=args.threads, callback=on_epoch, progress=bar.batches,
+            )
+        finally:
+            bar.close()
+    except KeyboardInterrupt:
+        completed = len(last_state[0]["history"]) if last_state else done_before
+        print(f"interrupted during epoch {completed} (of {args.epochs}, numbered from 0)", file=sys.stderr, flush=True)
+        if not last_state:
+            if args.save or args.metrics_json or args.plot:
+                print("no epoch completed: nothing written", file=sys.stderr)
+            return 130
+        snapshot = MLP.__new__(MLP)
+        snapshot.__setstate__(last_state[0])
+        for line in _write_outputs(args, snapshot, sizes, source, len(x), len(xt), time.perf_counter() - t0,
+                                   status="interrupted"):
+            print(f"{line} (the {completed} completed epochs)", file=sys.stderr)
+        return 130
     elapsed = time.perf_counter() - t0
-    last = model.history[-1]
     print("Result:")
-    print(_result_line(last, elapsed), flush=True)
+    print(_result_line(model.history[-1], elapsed), flush=True)
+    for line in _write_outputs(args, model, sizes, source, len(x), len(xt), elapsed, status="completed"):
+        print(line)
+    return 0
+
+
+def _write_outputs(args: argparse.Namespace, model: Any, sizes: list[int], source: str, train_samples: int,
+                   test_samples: int, seconds: float, *, status: str, plot: bool = True) -> list[str]:
+    """Writes what train was asked for (--save, --metrics-json, --plot) from
+    ``model``; returns a line per file written."""
+    from . import __version__
+
+    lines = []
     if args.save:
         model.save(args.save)
-        print(f"saved {args.save}")
+        lines.append(f"saved {args.save}")
+    last = model.history[-1]
     if args.metrics_json:
         doc = {
             "format": "mnist_mlp.metrics/1",
@@ -480,29 +455,31 @@ def _train(args: argparse.Namespace) -> int:
                 "epochs": args.epochs,
                 "seed": args.seed,
                 "threads": args.threads,
-                "dtype": args.dtype,
+                "dtype": model.dtype.name,
                 "shuffle": args.shuffle,
-                "train_samples": len(x),
-                "test_samples": len(xt),
+                "resumed_from": args.resume,
+                "train_samples": train_samples,
+                "test_samples": test_samples,
             },
             "history": model.history,
             "result": {
+                "status": status,  # completed, checkpoint (training goes on) or interrupted (Ctrl-C)
                 "train_loss": last["train_loss"],
                 "train_accuracy": last["train_accuracy"],
                 "test_loss": last["test_loss"],
                 "test_accuracy": last["test_accuracy"],
                 "epochs": len(model.history),
-                "seconds": elapsed,
+                "seconds": seconds,
             },
         }
         _atomic_write_text(args.metrics_json, json.dumps(doc, indent=2) + "\n")
-        print(f"wrote {args.metrics_json}")
-    if args.plot:
+        lines.append(f"wrote {args.metrics_json}")
+    if args.plot and plot:
         from . import plots
 
         plots.training_curves(model.history, args.plot, title=f"{'-'.join(map(str, sizes))} MLP on {source}")
-        print(f"wrote {args.plot}")
-    return 0
+        lines.append(f"wrote {args.plot}")
+    return lines
 
 
 def _load_model(path: str) -> Any:
@@ -560,9 +537,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _read_input(path: str, features: int) -> tuple[np.ndarray, bool]:
-    """(rows, is_image) for one INPUT of predict."""
+    """(rows, is_image) for one INPUT of predict. Arrays follow the API's rule
+    (`_validate.input_values`): integers 0..255 are pixels, floats features."""
     from .images import IMAGE_SUFFIXES
 
+    name = display_name(path)
     if path.lower().endswith(IMAGE_SUFFIXES):
         from .images import load_image
 
@@ -574,20 +553,37 @@ def _read_input(path: str, features: int) -> tuple[np.ndarray, bool]:
         from . import read_idx
 
         arr = read_idx(path)
-    arr = np.asarray(arr)
-    if arr.dtype.kind in "iub" and arr.dtype != np.uint8:
-        if arr.size and (arr.min() < 0 or arr.max() > 255):
-            raise CLIError(f"{path}: integer values outside 0..255 (pixels are 0..255; use floats for features)")
-        arr = arr.astype(np.uint8)
-    elif arr.dtype.kind == "f" and arr.dtype not in (np.float32, np.float64):
-        arr = arr.astype(np.float32)
-    elif arr.dtype.kind not in "uf":
-        raise CLIError(f"{path}: an array of {arr.dtype} cannot be classified")
+    arr = V.input_values(arr, name)
+    if V.looks_unscaled(arr):
+        V.unscaled_warning(name)
     if arr.ndim >= 2 and int(np.prod(arr.shape[1:])) == features:
         return arr.reshape(arr.shape[0], features), False
     if arr.size == features:
         return arr.reshape(1, features), False
-    raise CLIError(f"{path}: an array of shape {arr.shape} does not hold rows of {features} values (the model's input)")
+    raise CLIError(f"{name}: an array of shape {arr.shape} does not hold rows of {features} values (the model's input)")
+
+
+def _saved_input_names(paths: Sequence[str], folder: str) -> dict[str, Path]:
+    """Where --save-inputs writes each image input: STEM.28x28.png, or, where
+    stems collide (a/d.png and b/d.png, seven.gif and seven.bmp), NAME.28x28.png
+    with the extension kept, and -2, -3, ... in the order given beyond that."""
+    from .images import IMAGE_SUFFIXES
+
+    images = [p for p in paths if p.lower().endswith(IMAGE_SUFFIXES)]
+    stems: dict[str, int] = {}
+    for p in images:
+        stems[Path(p).stem] = stems.get(Path(p).stem, 0) + 1
+    out: dict[str, Path] = {}
+    used: set[str] = set()
+    for i, p in enumerate(images):
+        base = Path(p).stem if stems[Path(p).stem] == 1 else Path(p).name
+        name, k = base, 1
+        while name in used:
+            k += 1
+            name = f"{base}-{k}"
+        used.add(name)
+        out[f"{i}:{p}"] = Path(folder) / f"{name}.28x28.png"
+    return out
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -598,23 +594,47 @@ def _predict(args: argparse.Namespace) -> int:
     if any(p.lower().endswith(IMAGE_SUFFIXES) for p in args.inputs):
         _require("PIL", "images", "reading images")
     if args.save_inputs:
+        if os.path.exists(args.save_inputs) and not os.path.isdir(args.save_inputs):
+            raise CLIError(f"--save-inputs {display_name(args.save_inputs)}: exists and is not a folder")
         os.makedirs(args.save_inputs, exist_ok=True)
+        targets = _saved_input_names(args.inputs, args.save_inputs)
+    failed, image_no = [], 0
     for path in args.inputs:
-        x, is_image = _read_input(path, features)
-        if is_image and features != 784:
-            raise CLIError(f"{path}: images become 28x28 = 784 values, the model expects {features}")
-        probs = model.predict_proba(x, num_threads=args.threads)
+        # Each input on its own: a bad one is reported and the others go on.
+        is_image_name = path.lower().endswith(IMAGE_SUFFIXES)
+        key = f"{image_no}:{path}"
+        image_no += is_image_name
+        try:
+            x, is_image = _read_input(path, features)
+            if is_image and features != 784:
+                raise CLIError(f"{display_name(path)}: images become 28x28 = 784 values, the model expects {features}")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", V.UnscaledInputWarning)  # _read_input warned, naming the file
+                probs = model.predict_proba(x, num_threads=args.threads)
+        except (CLIError, OSError, ValueError, TypeError) as e:
+            if args.debug:
+                raise
+            print(f"mnist-mlp: error: {e}", file=sys.stderr, flush=True)
+            failed.append(path)
+            continue
         cls = probs.argmax(axis=1)
         if is_image:
-            print(f"{path}: {cls[0]} (p={probs[0, cls[0]]:.4f})")
+            line = f"{display_name(path)}: {cls[0]} (p={probs[0, cls[0]]:.4f})"
             if args.save_inputs:
                 from PIL import Image
 
-                out = Path(args.save_inputs) / (Path(path).stem + ".28x28.png")
+                out = targets[key]
                 Image.fromarray(x.reshape(28, 28)).save(out)
+                line += f", seen as {display_name(str(out))}"
+            print(line, flush=True)
         else:
             for i, c in enumerate(cls):
-                print(f"{path}[{i}]: {c} (p={probs[i, c]:.4f})")
+                print(f"{display_name(path)}[{i}]: {c} (p={probs[i, c]:.4f})")
+    if failed and len(args.inputs) == 1:
+        return 1  # its error line says it all
+    if failed:
+        raise CLIError(f"{len(failed)} of {len(args.inputs)} inputs could not be classified: "
+                       + ", ".join(display_name(p) for p in failed[:5]) + (", ..." if len(failed) > 5 else ""))
     return 0
 
 
@@ -667,6 +687,7 @@ def _sweep(args: argparse.Namespace, usage: Callable[[str], Any]) -> int:
     if args.workers is not None and args.scheduler:
         usage("--workers sizes the LocalCluster; the workers of --scheduler are the scheduler's")
     _require("distributed", "dask", "sweep")
+    _check_outputs(("--out", args.out), ("--json", args.json), ("--save-best", args.save_best))
     from .sweep import SweepResult, _cell, sweep
 
     grid: dict[str, list[Any]] = {"hidden": args.hidden}
@@ -728,9 +749,21 @@ def _sweep(args: argparse.Namespace, usage: Callable[[str], Any]) -> int:
 # ---------------------------------------------------------------------------
 
 
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    print(f"mnist-mlp: warning: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        if not args.debug:
+            warnings.showwarning = _warning_line  # one line each, like the errors
+        return _run(args, parser)
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         if args.command == "train":
             return _train(args)

@@ -6,13 +6,14 @@ import contextlib
 import json
 import math
 import os
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from . import _core
+from . import _core, _progress
 from ._files import atomic_write, display_name
 from ._model_file import ModelArchive, ModelFileError, check_history
 from . import _validate as V
@@ -324,8 +325,10 @@ class MLP:
         ``lr``.
 
         ``x`` is (n, features) or (n, 28, 28): uint8 pixels (scaled by 1/255
-        inside the kernel; no float copy of the data is made) or float32 /
-        float64 features, C- or F-ordered. ``y`` is class ids (n,) or one-hot
+        inside the kernel; no float copy of the data is made; other integer
+        dtypes within 0..255 are pixels too) or float32 / float64 features,
+        C- or F-ordered. Float features that look like unscaled pixels
+        (integers 0..255) warn with `UnscaledInputWarning`; bool is refused. ``y`` is class ids (n,) or one-hot
         (n, classes). Batches are taken in order unless ``shuffle``; a last
         partial batch is used as is. Each step is the seed's: mean gradient over
         the batch, ``W -= lr * g``.
@@ -337,7 +340,9 @@ class MLP:
         ``test_loss`` and ``test_accuracy``. With ``eval_train=False`` the
         pass over ``x`` is skipped and ``train_loss`` / ``train_accuracy`` are
         the running means over the epoch's batches, each measured before its
-        step's update (what Keras and scikit-learn report). ``callback(record)`` is called
+        step's update (what Keras and scikit-learn report). ``verbose`` prints
+        the seed's line after each epoch, under a progress bar (tqdm) when
+        stdout is a terminal. ``callback(record)`` is called
         after each epoch; returning False stops training. ``progress(done,
         total)`` is called within each epoch, about every millisecond, with
         the batches done and the epoch's batch count (and once more at the
@@ -354,7 +359,7 @@ class MLP:
         FloatingPointError naming the epoch and batch when ``stop_on_nan``.
         """
         sizes = self.layer_sizes
-        x = V.inputs(x, sizes[0], dtype=self.dtype)
+        x = V.inputs(x, sizes[0], dtype=self.dtype, warn_unscaled=True)
         y = V.labels(y, len(x), sizes[-1])
         epochs = V.positive_int("epochs", epochs)
         if optimizer is not None:
@@ -411,7 +416,17 @@ class MLP:
         plain = (optimizer is None or optimizer.is_plain_sgd) and not any(self._dropout)
         dropout = list(self._dropout) if any(self._dropout) else None
         hist = []
-        with self._fit_slot(), self._lock:
+        # verbose: the seed's line per epoch; on a terminal under a bar that moves within epochs.
+        bar = _progress.progress_bar(epochs, sys.stdout) if verbose else None
+        if bar is not None and type(bar) is not _progress.NoBar:
+            user_progress = progress
+
+            def progress(done: int, total: int) -> None:
+                bar.batches(done, total)
+                if user_progress is not None:
+                    user_progress(done, total)
+
+        with self._fit_slot(), self._lock, (contextlib.closing(bar) if bar else contextlib.nullcontext()):
             # uint8 pixels: list the nonzeros once, so no epoch scans blank pixels again.
             # The same batches every epoch (no shuffling, small batches): plan them
             # all now, once; shuffled, index each image's nonzeros.
@@ -457,7 +472,8 @@ class MLP:
                 if stop_on_nan and r["first_nonfinite_batch"] >= 0:
                     raise FloatingPointError(
                         f"training diverged: the loss became NaN or Inf at epoch {epoch}, batch "
-                        f"{r['first_nonfinite_batch']} (lr={lr} may be too high); the weights are no longer finite"
+                        f"{r['first_nonfinite_batch']} (lr={lr} may be too high, or the features unscaled: pixels 0..255 "
+                        "must be divided by 255); the weights are no longer finite"
                     )
                 rec: dict[str, Any] = {"epoch": epoch, "seconds": seconds, "kernel": r["kernel"]}
                 if optimizer is not None or schedule is not None:
@@ -476,8 +492,9 @@ class MLP:
                 rec["eval_seconds"] = time.perf_counter() - t1
                 self.history.append(rec)
                 hist.append(rec)
-                if verbose:
-                    print(_epoch_line(rec), flush=True)
+                if bar is not None:
+                    bar.write(_epoch_line(rec))
+                    bar.update(rec)
                 # Every epoch's callbacks run, as in Keras; either may end training.
                 stop = early_stopping is not None and early_stopping._epoch_end(rec, self, first_epoch)
                 if callback is not None:
@@ -504,7 +521,7 @@ class MLP:
 
     def evaluate(self, x: Any, y: Any, num_threads: int | None = None) -> tuple[float, float]:
         """(mean cross-entropy loss, accuracy) on ``x``, ``y``."""
-        x = V.inputs(x, self.layer_sizes[0], dtype=self.dtype)
+        x = V.inputs(x, self.layer_sizes[0], dtype=self.dtype, warn_unscaled=True)
         y = V.labels(y, len(x), self.layer_sizes[-1])
         threads = V.num_threads(num_threads)
         with self._locked("evaluate"):
@@ -514,8 +531,9 @@ class MLP:
         return loss, acc
 
     def predict_proba(self, x: Any, num_threads: int | None = None) -> np.ndarray:
-        """Softmax probabilities, (n, classes), in the model's dtype."""
-        x = V.inputs(x, self.layer_sizes[0], dtype=self.dtype)
+        """Softmax probabilities, (n, classes), in the model's dtype. A single
+        sample, (features,) or one (28, 28) image, is one row."""
+        x = V.inputs(x, self.layer_sizes[0], dtype=self.dtype, one_sample=True, warn_unscaled=True)
         threads = V.num_threads(num_threads)
         with self._locked("predict_proba"):
             probs = self._core.evaluate(x, None, True, False, threads)[2]
@@ -525,8 +543,9 @@ class MLP:
         return probs
 
     def predict(self, x: Any, num_threads: int | None = None) -> np.ndarray:
-        """The most probable class of each row, (n,) int64."""
-        x = V.inputs(x, self.layer_sizes[0], dtype=self.dtype)
+        """The most probable class of each row, (n,) int64. A single sample,
+        (features,) or one (28, 28) image, is one row."""
+        x = V.inputs(x, self.layer_sizes[0], dtype=self.dtype, one_sample=True, warn_unscaled=True)
         threads = V.num_threads(num_threads)
         with self._locked("predict"):
             _, _, probs, pred = self._core.evaluate(x, None, True, True, threads)

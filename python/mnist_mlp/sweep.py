@@ -558,7 +558,7 @@ def _progress(progress: Any, total: int) -> tuple[Progress | None, Callable[[], 
     if progress is None or progress is False:
         return None, lambda: None
     if progress is True:
-        from .cli import progress_bar
+        from ._progress import progress_bar
 
         bar = progress_bar(total, sys.stderr, unit="trial", label="best validation accuracy")
         best: list[float] = []
