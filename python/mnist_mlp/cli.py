@@ -39,9 +39,13 @@ TRAIN_EXAMPLES = """examples:
   mnist-mlp train --hidden 500 100 --dtype float64 --save model.npz
   mnist-mlp train --save model.npz --metrics-json metrics.json --plot curves.png
   mnist-mlp train --dataset fashion-mnist --data ~/datasets --shuffle
+  mnist-mlp train --epochs 200 --save m.npz --checkpoint-every 10
+  mnist-mlp train --epochs 200 --resume m.npz --save m.npz   # on to 200 epochs in total
 
-Prints the seed notebook's line after every epoch (with a progress bar that moves within
-each epoch when stdout is a terminal), then "Result:" and the final line with the time.
+Prints the seed notebook's line after every epoch (its "Error" is the cross-entropy loss;
+with a progress bar that moves within each epoch when stdout is a terminal), then "Result:"
+and the final line with the time. Output paths are checked before the data is read. Ctrl-C
+writes --save, --metrics-json and --plot from the last completed epoch, then exits 130.
 """
 
 EVALUATE_EXAMPLES = """examples:
@@ -67,7 +71,8 @@ background to 0 and contrast stretched; the digit's bounding box scaled to fit
 20x20 keeping its aspect ratio; pasted into 28x28 with its centre of mass at
 the centre. Arrays: rows of the model's input size, or (n, 28, 28) images, or a
 single image; uint8 (and integer arrays within 0..255) are pixels, scaled by
-1/255; floats are used as they are (MNIST pixels / 255).
+1/255; floats are used as they are (MNIST pixels / 255); bool is refused.
+A bad input is reported and the others still classified (exit code 1).
 Prints "INPUT: CLASS (p=PROBABILITY)", with [row] after arrays.
 """
 
