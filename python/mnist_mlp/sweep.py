@@ -647,11 +647,24 @@ def sweep(
     return SweepResult(out, models)
 
 
+def _cost(p: Mapping[str, Any], features: int, classes: int) -> float:
+    """A rough relative cost of a trial, to start the longest first: epochs x
+    multiply-adds per sample, with the per-step overhead of small batches
+    (measured: batch 8 about 1.6x batch 32 per epoch on 784-300-10)."""
+    widths = [features, *p["hidden"], classes]
+    macs = sum(a * b for a, b in zip(widths, widths[1:]))
+    return float(p["epochs"]) * macs * (1.0 + 8.0 / p["batch_size"])
+
+
 def _run_all(client: Any, distributed: Any, trials: list[dict[str, Any]], arrays: tuple[np.ndarray, ...],
              classes: int, topics: list[str], retries: int, threads: int, results: list[Any], models: list[Any],
              on_trial: Progress | None) -> None:
     data = client.scatter(list(arrays), broadcast=True, hash=False)
     scattered = 1  # times the data was scattered
+    # Longest first (Dask runs higher priorities first): the last trials to end are
+    # then short ones, and the workers finish close together.
+    order = sorted(range(len(trials)), key=lambda i: (-_cost(trials[i], arrays[0].shape[1], classes), i))
+    priority = {i: len(trials) - rank for rank, i in enumerate(order)}
     submissions = [0] * len(trials)
     owner: dict[Any, tuple[int, int]] = {}  # a task's key -> (trial, the scatter it was given)
 
@@ -659,11 +672,11 @@ def _run_all(client: Any, distributed: Any, trials: list[dict[str, Any]], arrays
         submissions[i] += 1
         key = f"mnist_mlp-trial-{topics[i][len(TOPIC_PREFIX):].replace('/', '-')}-{submissions[i]}"
         fut = client.submit(_attempt, trials[i], *data, classes=classes, topic=topics[i], reruns=retries,
-                            threads=threads, key=key, pure=False)
+                            threads=threads, key=key, pure=False, priority=priority[i])
         owner[fut.key] = (i, scattered)
         return fut
 
-    pending = distributed.as_completed([submit(i) for i in range(len(trials))])
+    pending = distributed.as_completed([submit(i) for i in order])
     done = 0
     try:
         for fut in pending:
