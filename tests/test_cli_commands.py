@@ -150,8 +150,68 @@ def test_plot(trained, small_data, tmp_path):
     assert_png(tmp_path / "figs" / "curves.png", (800, 300), (1200, 500))
     assert_png(tmp_path / "figs" / "confusion.png", (500, 500), (1200, 1200))
     assert_png(tmp_path / "figs" / "misclassified.png", (300, 200), (2000, 2000))
+    wrong = _test_errors(out, small_data)
+    assert f"wrote {tmp_path / 'figs' / 'misclassified.png'} ({wrong} of 1000 test digits misclassified, 12 shown)" \
+        in r.stdout.splitlines()
     r = run("plot", "--metrics", str(out / "metrics.json"), "--out-dir", str(tmp_path / "only"))
     assert r.returncode == 0 and sorted(p.name for p in (tmp_path / "only").iterdir()) == ["curves.png"]
+
+
+def _test_errors(out: Path, data: Path) -> int:
+    """How many test digits of ``data`` the trained model gets wrong."""
+    _, (xt, yt) = mm.load_mnist(data)
+    return int(np.sum(mm.MLP.load(out / "m.npz").predict(xt) != yt))
+
+
+@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib is not installed")
+def test_plot_max_errors_0_skips_the_misclassified_figure(trained, small_data, tmp_path):
+    out, _ = trained
+    r = run("plot", "--model", str(out / "m.npz"), "--data", str(small_data), "--out-dir", str(tmp_path),
+            "--max-errors", "0")
+    assert r.returncode == 0, r.stderr
+    wrong = _test_errors(out, small_data)
+    assert wrong > 0
+    assert f"skipped {tmp_path / 'misclassified.png'} (--max-errors 0): {wrong} of 1000 test digits misclassified" \
+        in r.stdout.splitlines()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion.png", "curves.png"]
+
+
+@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib is not installed")
+def test_plot_of_a_test_set_without_errors(trained, small_data, tmp_path):
+    out, _ = trained
+    model = mm.MLP.load(out / "m.npz")
+    (x, y), (xt, yt) = mm.load_mnist(small_data)
+    right = np.flatnonzero(model.predict(xt) == yt)[:60]
+    data = tmp_path / "data"
+    data.mkdir()
+    for key, arr in (("train_images", x), ("train_labels", y), ("test_images", xt[right]), ("test_labels", yt[right])):
+        mm.write_idx(data / MNIST_FILES[key], arr)
+    r = run("plot", "--model", str(out / "m.npz"), "--data", str(data), "--out-dir", str(tmp_path / "figs"))
+    assert r.returncode == 0, r.stderr
+    assert f"wrote {tmp_path / 'figs' / 'misclassified.png'} (0 of 60 test digits misclassified, 0 shown)" \
+        in r.stdout.splitlines()
+    assert_png(tmp_path / "figs" / "misclassified.png", (400, 100), (1200, 400))
+
+
+@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib is not installed")
+@pytest.mark.parametrize("ext, magic", [("jpg", b"\xff\xd8"), ("pdf", b"%PDF")])
+def test_train_plot_writes_the_format_of_its_extension(ext, magic, small_data, tmp_path):
+    curves = tmp_path / f"curves.{ext}"
+    r = run("train", "--data", str(small_data), "--epochs", "1", "--hidden", "8", "--quiet", "--plot", str(curves))
+    assert r.returncode == 0, r.stderr
+    assert f"wrote {curves}" in r.stdout.splitlines()
+    assert curves.read_bytes().startswith(magic)
+
+
+@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib is not installed")
+def test_train_plot_with_an_unknown_extension_is_one_clear_line(small_data, tmp_path):
+    curves = tmp_path / "curves.xyz"
+    r = run("train", "--data", str(small_data), "--epochs", "1", "--hidden", "8", "--quiet", "--plot", str(curves))
+    assert r.returncode == 1
+    (line,) = r.stderr.strip().splitlines()
+    assert str(curves) in line and "cannot write .xyz" in line and ".png" in line and ".pdf" in line
+    assert line.startswith("mnist-mlp: error: --plot: ")
+    assert not curves.exists() and r.stdout == ""  # found before the data was read: no training at all
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict", "plot"])

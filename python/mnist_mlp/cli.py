@@ -79,12 +79,16 @@ Prints "INPUT: CLASS (p=PROBABILITY)", with [row] after arrays.
 PLOT_EXAMPLES = """examples:
   mnist-mlp plot --metrics metrics.json                 # curves.png
   mnist-mlp plot --model model.npz --out-dir figures    # curves (from the model's history), confusion, errors
-  mnist-mlp plot --model model.npz --metrics metrics.json --data ~/mnist
+  mnist-mlp plot --model model.npz --metrics metrics.json --data ~/mnist --max-errors 0
 
-Writes PNG files in --out-dir: curves.png (loss and accuracy per epoch, from
---metrics or else the model's saved history), confusion.png (confusion matrix
-on the test set) and misclassified.png (the first --max-errors misclassified
-test digits, true -> predicted). Needs matplotlib: pip install "mnist_mlp[plot]".
+Writes PNG files in --out-dir: curves.png (cross-entropy loss and accuracy per
+epoch, numbered from 0 as train prints them; from --metrics or else the
+model's saved history), confusion.png (confusion matrix on the test set: the
+counts, coloured by each error's share of its true class) and misclassified.png
+(the first --max-errors misclassified test digits, true -> predicted; with
+--max-errors 0 it is not written). For another format, draw with
+mnist_mlp.plots, or train --plot FILE.pdf/.svg/.jpg. Needs matplotlib:
+pip install "mnist_mlp[plot]".
 """
 
 
@@ -199,7 +203,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--save", default=None, metavar="MODEL.npz", help="write the trained model here")
     t.add_argument("--metrics-json", default=None, metavar="FILE",
                    help="write the configuration, the per-epoch history and the final result as JSON")
-    t.add_argument("--plot", default=None, metavar="CURVES.png", help="draw the loss and accuracy curves (needs matplotlib)")
+    t.add_argument("--plot", default=None, metavar="FILE",
+                   help="draw the loss and accuracy curves to FILE, in the format its extension names "
+                        "(.png, .pdf, .svg, .jpg, ...; needs matplotlib)")
     t.add_argument("--checkpoint-every", type=_int_at_least(1), default=None, metavar="N",
                    help="also write --save and --metrics-json after every N epochs")
     t.add_argument("--resume", default=None, metavar="MODEL.npz",
@@ -227,7 +233,8 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--model", default=None, metavar="MODEL.npz", help="a saved model (confusion matrix, misclassified digits)")
     pl.add_argument("--metrics", default=None, metavar="METRICS.json", help="written by train --metrics-json (curves)")
     pl.add_argument("--out-dir", default=".", metavar="DIR", help="where the PNG files go (default: .)")
-    pl.add_argument("--max-errors", type=_int_at_least(0), default=36, metavar="N", help="misclassified digits shown (default: 36)")
+    pl.add_argument("--max-errors", type=_int_at_least(0), default=36, metavar="N",
+                    help="misclassified digits shown (default: 36; 0: no misclassified.png)")
 
     sw = sub.add_parser("sweep", parents=[common, data], help="a hyperparameter sweep on a dask.distributed cluster",
                         description="Train one model per combination of the values given, in parallel on "
@@ -359,7 +366,7 @@ def _train(args: argparse.Namespace) -> int:
         from . import plots
 
         try:
-            getattr(plots, "check_figure_path", lambda p: None)(args.plot)  # TEMPORARY until the plots merge
+            plots.check_figure_path(args.plot)
         except ValueError as e:
             raise CLIError(f"--plot: {e}") from None
     _check_outputs(("--save", args.save), ("--metrics-json", args.metrics_json), ("--plot", args.plot))
@@ -682,9 +689,17 @@ def _plot(args: argparse.Namespace, usage: Callable[[str], Any]) -> int:
         _check_fits(model, xt, yt, f"the test set of {source}")
         probs = model.predict_proba(xt)
         pred = probs.argmax(axis=1)
-        print(f"wrote {plots.confusion_matrix(yt, pred, out / 'confusion.png')}")
-        images = xt if xt.ndim == 3 else xt.reshape(len(xt), -1)
-        print(f"wrote {plots.misclassified_grid(images, yt, pred, out / 'misclassified.png', probs=probs, max_images=args.max_errors)}")
+        classes = list(range(model.layer_sizes[-1]))
+        print(f"wrote {plots.confusion_matrix(yt, pred, out / 'confusion.png', labels=classes)}")
+        wrong = int(np.sum(pred != yt))
+        if args.max_errors == 0:
+            print(f"skipped {out / 'misclassified.png'} (--max-errors 0): {wrong} of {len(yt)} test digits misclassified")
+        else:
+            images = xt if xt.ndim == 3 else xt.reshape(len(xt), -1)
+            path = plots.misclassified_grid(images, yt, pred, out / "misclassified.png", probs=probs,
+                                            max_images=args.max_errors)
+            print(f"wrote {path} ({wrong} of {len(yt)} test digits misclassified, "
+                  f"{min(wrong, args.max_errors)} shown)")
     return 0
 
 
