@@ -65,11 +65,16 @@ PREDICT_EXAMPLES = """examples:
 
 INPUT is an image (.png .jpg .jpeg .bmp .gif .tif .webp; needs Pillow:
 pip install "mnist_mlp[images]"), a .npy array or an IDX file. Images are made
-MNIST-like: grayscale; inverted when the median of the border pixels is lighter
-than mid-grey (dark ink on light paper -> white digit on black, as in MNIST);
-background to 0 and contrast stretched; the digit's bounding box scaled to fit
-20x20 keeping its aspect ratio; pasted into 28x28 with its centre of mass at
-the centre. Arrays: rows of the model's input size, or (n, 28, 28) images, or a
+MNIST-like: grayscale; inverted when most pixels are on the light side of
+Otsu's threshold (dark ink on light paper -> white digit on black, as in MNIST;
+a dark frame or a scanner's dark edge does not change this); the background
+(its median plus 5 median absolute deviations, so paper grain goes too) to 0;
+regions of the ink's colour that touch the edge and run along more than half
+of a side or do not reach the middle (a frame, a scanner's edge, a shadow)
+removed unless nothing else is left; contrast stretched; the digit's bounding
+box scaled to fit 20x20 keeping its aspect ratio; pasted into 28x28 with its
+centre of mass at the centre.
+Arrays: rows of the model's input size, or (n, 28, 28) images, or a
 single image; uint8 (and integer arrays within 0..255) are pixels, scaled by
 1/255; floats are used as they are (MNIST pixels / 255); bool is refused.
 A bad input is reported and the others still classified (exit code 1).
