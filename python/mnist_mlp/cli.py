@@ -658,8 +658,6 @@ def _predict(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace, usage: Callable[[str], Any]) -> int:
     if not args.model and not args.metrics:
         usage("plot needs --model and/or --metrics")
-    if args.max_errors < 0:
-        usage("--max-errors must be >= 0")
     _require("matplotlib", "plot", "plot")
     from . import plots
 
