@@ -266,8 +266,11 @@ def _version() -> str:
 # Helpers
 
 
-def _load_data(args: argparse.Namespace) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], str]:
-    """((train_x, train_y), (test_x, test_y), a description) from --data / --dataset."""
+def _load_data(args: argparse.Namespace, split: str | None = None) -> tuple[Any, Any, str, str]:
+    """((train_x, train_y), (test_x, test_y), a description, the folder read, absolute)
+    from --data / --dataset. With split ("train" or "test") only that set's two
+    files are needed and read, and the other set is None. Error messages name
+    the command line's options (--data DIR, --dataset NAME)."""
     if args.dataset:
         if importlib.util.find_spec("mnist_mlp.datasets") is None:
             raise CLIError(
@@ -276,12 +279,13 @@ def _load_data(args: argparse.Namespace) -> tuple[tuple[np.ndarray, np.ndarray],
             )
         from . import datasets
 
-        train, test = datasets.load(args.dataset, root=args.data)
-        return train, test, args.dataset
-    from . import load_mnist
+        got = datasets._load(args.dataset, root=args.data, split=split, wording=datasets._CLI_WORDING)
+        args.dataset = got.name  # the registry's spelling (--dataset MNIST is mnist), as metrics.json records it
+        return got.train, got.test, got.name, str(got.folder)
+    from .datasets import _CLI_WORDING, _load_mnist
 
-    train, test = load_mnist(args.data)
-    return train, test, "mnist" + (f" ({args.data})" if args.data else "")
+    got = _load_mnist(args.data, split, _CLI_WORDING)
+    return got.train, got.test, "mnist" + (f" ({args.data})" if args.data else ""), str(got.folder)
 
 
 def _num_classes(*label_arrays: np.ndarray) -> int:
@@ -441,7 +445,7 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.plot:
         _require("matplotlib", "plot", "--plot")
-    (x, y), (xt, yt), source = _load_data(args)
+    (x, y), (xt, yt), source, folder = _load_data(args)
     features = int(np.prod(x.shape[1:]))
     sizes = [features, *args.hidden, _num_classes(y, yt)]
     model = MLP(sizes, seed=args.seed, dtype=args.dtype)
@@ -473,7 +477,7 @@ def _train(args: argparse.Namespace) -> int:
             "version": __version__,
             "config": {
                 "dataset": args.dataset or "mnist",
-                "data": args.data,
+                "data": folder,
                 "layer_sizes": sizes,
                 "lr": args.lr,
                 "batch_size": args.batch_size,
@@ -544,7 +548,7 @@ def per_class_table(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> str
 
 def _evaluate(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
-    train, test, source = _load_data(args)
+    train, test, source, _ = _load_data(args, args.split)
     x, y = test if args.split == "test" else train
     _check_fits(model, x, y, f"the {args.split} set of {source}")
     loss, acc = model.evaluate(x, y, num_threads=args.threads)
@@ -653,7 +657,7 @@ def _plot(args: argparse.Namespace, usage: Callable[[str], Any]) -> int:
     elif model is not None:
         print(f"{args.model}: the model has no training history: no curves")
     if model is not None:
-        _, (xt, yt), source = _load_data(args)
+        _, (xt, yt), source, _ = _load_data(args, "test")
         _check_fits(model, xt, yt, f"the test set of {source}")
         probs = model.predict_proba(xt)
         pred = probs.argmax(axis=1)
@@ -679,7 +683,7 @@ def _sweep(args: argparse.Namespace, usage: Callable[[str], Any]) -> int:
             grid[key] = getattr(args, key)
     shown = ["hidden", "lr", "batch_size", "epochs"] + [
         k for k, v in grid.items() if len(v) > 1 and k not in ("hidden", "lr", "batch_size", "epochs")]
-    train, test, source = _load_data(args)
+    train, test, source, _ = _load_data(args)
     total = 1
     for values in grid.values():
         total *= len(values)
