@@ -1,15 +1,20 @@
 """The seed notebook (NN, December 2022), run with mnist_mlp's drop-in `NN`.
 
-Everything below is the notebook's code except two lines: the data comes from
+Everything below is the notebook's code except where the data comes from:
 `mm.load_mnist` instead of the notebook's `getImages`/`getLabels` (same arrays),
 and `NN` is imported instead of defined. The notebook took 209.64 s for the 20
 epochs; this takes a few tens of seconds (float64, as in the notebook).
 
     python examples/seed_notebook.py            # the notebook's 20 epochs
     python examples/seed_notebook.py 1          # a quicker check: 1 epoch
+
+The four MNIST files are read from $MNIST_MLP_DATA when it is set, else from the
+data/ folder of the repository this script is in (from any working directory).
 """
 
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -18,8 +23,19 @@ from mnist_mlp import NN
 
 num_epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 
-# [2] the four MNIST files (mm.load_mnist looks in $MNIST_MLP_DATA, ./data, then the checkout's data/)
-(train_images, train_labels), (test_images, test_labels) = mm.load_mnist()
+# [2] the four MNIST files: $MNIST_MLP_DATA when set, else the repo's data/ (next to examples/)
+data = Path(os.environ.get("MNIST_MLP_DATA") or Path(__file__).resolve().parent.parent / "data")
+try:
+    (train_images, train_labels), (test_images, test_labels) = mm.load_mnist(data)
+except FileNotFoundError as e:
+    came_from = "from $MNIST_MLP_DATA" if os.environ.get("MNIST_MLP_DATA") else "the repository's data/ folder"
+    sys.exit(
+        f"{Path(__file__).name}: {e}\n"
+        f"This script reads MNIST from $MNIST_MLP_DATA when it is set, else from the data/ folder of its repository; "
+        f"it looked in {data} ({came_from}). Set MNIST_MLP_DATA to the folder that holds the four files, "
+        f"or download them there with:\n"
+        f"  python -c \"import mnist_mlp; mnist_mlp.datasets.fetch('mnist', root={str(data)!r})\""
+    )
 
 # [5] flatten 28x28 to 784x1 vectors, [60000, 784]
 train_images = train_images.reshape(train_images.shape[0], 28 * 28).astype("float32")

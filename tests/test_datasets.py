@@ -72,7 +72,8 @@ def assert_same(loaded, arrays):
 class Server:
     """A folder served over HTTP on 127.0.0.1. Paths under /hang/ never answer
     (until the fixture stops the server), under /short/ the connection closes
-    mid-file; every request path is recorded."""
+    mid-file, under /busy/ the answer is always 503; every request path is
+    recorded."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -88,6 +89,9 @@ class Server:
                 server.requests.append(self.path)
                 if self.path.startswith("/hang/"):
                     server.stop.wait(10)
+                    return
+                if self.path.startswith("/busy/"):
+                    self.send_error(503, "Service Unavailable")
                     return
                 if self.path.startswith("/short/"):  # promises 1000 bytes, sends 10, hangs up
                     self.send_response(200)
@@ -254,11 +258,16 @@ def test_download_false_names_files_and_folders(served, tmp_path, private_cache)
     assert str(tmp_path / "empty") in msg and str(private_cache / "fake") in msg
 
 
-def test_progress_bar(served, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "tqdm", None)  # the built-in bar
+def test_progress_bar(served, server, capsys):
+    # tqdm's bar (a dependency; the hand-written fallback is gone): per file, its name,
+    # 100% and the byte count in tqdm's binary units.
+    from tqdm import tqdm
+
     ds.fetch("fake", progress=True)
     err = capsys.readouterr().err
-    assert "train-images-idx3-ubyte.gz:" in err and "100%" in err and "MiB" in err
+    for n in NAMES:
+        size = tqdm.format_sizeof((server.folder / "good" / n).stat().st_size, divisor=1024)
+        assert f"{n}: 100%" in err and f"{size}/{size}" in err, (n, size, err)
     ds.fetch("fake", root=None)  # cached: nothing
     assert capsys.readouterr().err == ""
 
@@ -266,6 +275,86 @@ def test_progress_bar(served, monkeypatch, capsys):
 def test_no_progress_bar_when_stderr_is_not_a_terminal(served, capsys):
     ds.fetch("fake")
     assert capsys.readouterr().err == ""
+
+
+def fail_to_resolve(monkeypatch, host):
+    """Name resolution of host fails as it does offline or for a mistyped name
+    (socket.gaierror from getaddrinfo); every other name resolves as usual."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(name, *args, **kwargs):
+        if name == host:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def test_each_distinct_failure_is_listed_once_with_its_attempts(served, server, monkeypatch):
+    # A name that does not resolve, tried three times, was listed three times.
+    _, spec = served
+    fail_to_resolve(monkeypatch, "mirror.invalid")
+    mirrors = ("http://mirror.invalid/mnist/", server.url + "busy/", server.url + "nothing-here/")
+    monkeypatch.setitem(ds.DATASETS, "fake", dataclasses.replace(spec, mirrors=mirrors))
+    with pytest.raises(ds.DownloadError) as info:
+        ds.load("fake", timeout=5, retries=2)
+    lines = str(info.value).splitlines()
+    lines = [ln for ln in lines if ln.startswith("  ")]  # the failures (not the Mirrors: line)
+    dns = [ln for ln in lines if "mirror.invalid/mnist/" in ln]
+    assert dns == [f"  http://mirror.invalid/mnist/{NAMES[0]}: gaierror: [Errno {socket.EAI_NONAME}] "
+                   "Name or service not known (3 attempts)"]
+    for n in NAMES:
+        # The unresolvable mirror is skipped for the other files; the busy one answers
+        # 503 to each of the three attempts, the empty one 404 to the only one.
+        assert [ln for ln in lines if f"/busy/{n}" in ln] == [f"  {server.url}busy/{n}: HTTP 503 Service Unavailable (3 attempts)"]
+        assert [ln for ln in lines if f"/nothing-here/{n}" in ln] == [f"  {server.url}nothing-here/{n}: HTTP 404 File not found (1 attempt)"]
+        assert server.requests.count(f"/busy/{n}") == 3
+
+
+def test_a_failed_download_removes_the_folders_it_created(served, closed_port_url, monkeypatch, tmp_path):
+    _, spec = served
+    monkeypatch.setitem(ds.DATASETS, "fake", dataclasses.replace(spec, mirrors=(closed_port_url,)))
+    # The cache ($MNIST_MLP_DATA/fake) and two folders above it did not exist.
+    monkeypatch.setenv("MNIST_MLP_DATA", str(tmp_path / "a" / "b" / "cache"))
+    with pytest.raises(ds.DownloadError, match="refused"):
+        ds.load("fake", timeout=5)
+    assert leftovers(tmp_path) == ["www"]  # a/ is gone (www/ is the server's)
+    # A root the download created goes too; the folder above it, which was there, stays.
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(ds.DownloadError):
+        ds.fetch("fake", root=tmp_path / "mine" / "new" / "deeper", timeout=5)
+    assert leftovers(tmp_path / "mine") == []
+    # Folders that existed are kept, empty or not, and so is anything in them.
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(ds.DownloadError):
+        ds.load("fake", root=tmp_path / "kept", timeout=5)
+    assert (tmp_path / "kept").is_dir() and leftovers(tmp_path / "kept") == []
+    monkeypatch.setenv("MNIST_MLP_DATA", str(tmp_path / "env"))
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "notes.txt").write_text("mine")
+    with pytest.raises(ds.DownloadError):
+        ds.load("fake", timeout=5)
+    assert leftovers(tmp_path / "env") == ["notes.txt"]
+
+
+def test_a_partly_failed_download_keeps_its_folder_with_the_files_that_arrived(served, server, monkeypatch, private_cache):
+    _, spec = served
+    (server.folder / "good" / NAMES[3]).unlink()  # the mirror lacks one file
+    with pytest.raises(ds.DownloadError, match=f"every mirror failed for {NAMES[3]}"):
+        ds.load("fake", timeout=5)
+    assert leftovers(private_cache / "fake") == sorted(NAMES[:3])
+
+
+def test_split_downloads_only_its_files(served, server, private_cache):
+    (x, y), (xt, yt) = served[0][:2], served[0][2:]
+    got = ds.load("fake", split="test", timeout=5)
+    np.testing.assert_array_equal(got[0], xt)
+    np.testing.assert_array_equal(got[1], yt)
+    assert sorted(server.requests) == sorted(f"/good/{n}" for n in NAMES[2:])
+    assert leftovers(private_cache / "fake") == sorted(NAMES[2:])
+    assert ds.fetch("fake", split="test") == {r: private_cache / "fake" / n for r, n in zip(ds.ROLES[2:], NAMES[2:])}
+    assert_same(ds.load("fake", timeout=5), served[0])  # now the training files
+    assert sorted(server.requests) == sorted(f"/good/{n}" for n in NAMES)
 
 
 # --- lookup order, cache location, verification -------------------------------------------
@@ -361,6 +450,107 @@ def test_repo_mnist_verifies_against_the_pinned_content_hashes(mnist):
         ds._verify(DATA / NAMES[3], ds.DATASETS["fashion-mnist"].files["test_labels"])
 
 
+def only_test_files(folder: Path, **kw):
+    """A folder holding only MNIST's two t10k files; returns their arrays."""
+    arrays = make_set(folder, **kw)
+    for n in NAMES[:2]:
+        (folder / n).unlink()
+    return arrays[2:]
+
+
+def test_split_needs_only_the_files_of_that_set(tmp_path):
+    xt, yt = only_test_files(tmp_path / "t10k")
+    for x, y in (ds.load("fashion-mnist", root=tmp_path / "t10k", download=False, split="test"),
+                 mm.load_mnist(tmp_path / "t10k", split="test")):
+        np.testing.assert_array_equal(x, xt)
+        np.testing.assert_array_equal(y, yt)
+    # The training set (or both) still needs the training files, and the message says which.
+    for load in (lambda: mm.load_mnist(tmp_path / "t10k"),
+                 lambda: mm.load_mnist(tmp_path / "t10k", split="train"),
+                 lambda: ds.load("fashion-mnist", root=tmp_path / "t10k", download=False, split="train")):
+        with pytest.raises(ds.DatasetNotFoundError) as info:
+            load()
+        msg = str(info.value)
+        assert "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz" in msg
+        assert f"{tmp_path / 't10k'} (holds none of them)" in msg or "holds only t10k-images" in msg
+    with pytest.raises(ValueError, match="split must be None .*'train' or 'test', got 'validation'"):
+        ds.load("fashion-mnist", root=tmp_path / "t10k", split="validation")
+    with pytest.raises(ValueError, match="split must be .* got 1"):
+        mm.load_mnist(tmp_path / "t10k", split=1)
+
+
+def test_names_in_any_case_with_underscores(tmp_path, private_cache):
+    arrays = make_set(tmp_path / "set")
+    for name in ("KMNIST", "Fashion_MNIST", "fashion-MNIST", "EMNIST_letters"):
+        spec = ds._spec(name)
+        assert spec.name in ds.names() and ds._name_key(spec.name) == ds._name_key(name)
+    assert ds.cache_dir("Fashion_MNIST") == private_cache / "fashion-mnist"
+    assert_same(ds.load("Fashion_MNIST", root=tmp_path / "set", download=False), arrays)
+    with pytest.raises(ValueError) as info:
+        ds.load("fashon-mnist")
+    msg = str(info.value)
+    assert "unknown dataset 'fashon-mnist' (did you mean 'fashion-mnist'?)" in msg
+    assert all(n in msg for n in ds.names())
+    with pytest.raises(TypeError, match="dataset name must be a str, got int 7"):
+        ds.load(7)
+
+
+def test_load_mnist_says_where_it_looked_outside_a_checkout(tmp_path, monkeypatch):
+    # Outside a checkout the message listed "<venv>/lib/python3.11/data", a made-up folder.
+    monkeypatch.delenv("MNIST_MLP_DATA")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ds.DatasetNotFoundError) as info:
+        mm.load_mnist()
+    msg = str(info.value)
+    assert isinstance(info.value, FileNotFoundError) and "\n" not in msg
+    searched = msg.split("; searched ", 1)[1].split("; $MNIST_MLP_DATA is not set. ", 1)[0]
+    assert searched == f"{tmp_path / 'data'} (./data; does not exist)"
+    assert "pass root=FOLDER" in msg and "mnist_mlp.datasets.load('mnist')" in msg
+    assert str(tmp_path / "xdg" / "mnist_mlp" / "mnist") in msg  # where that download goes
+    # $MNIST_MLP_DATA is searched first, and the message says what each folder lacks.
+    only_test_files(tmp_path / "env")
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("MNIST_MLP_DATA", str(tmp_path / "env"))
+    with pytest.raises(ds.DatasetNotFoundError) as info:
+        mm.load_mnist()
+    assert (f"searched {tmp_path / 'env'} ($MNIST_MLP_DATA; holds only t10k-images-idx3-ubyte.gz, "
+            f"t10k-labels-idx1-ubyte.gz), {tmp_path / 'data'} (./data; holds none of them). ") in str(info.value)
+    assert mm.load_mnist(split="test")[0].shape == (8, 28, 28)
+
+
+def write_checkout(top: Path, pyproject: str | None, data: bool = True) -> Path:
+    pkg = top / "python" / "mnist_mlp"
+    pkg.mkdir(parents=True)
+    if pyproject is not None:
+        (top / "pyproject.toml").write_text(pyproject)
+    if data:
+        (top / "data").mkdir()
+    return pkg
+
+
+def test_checkout_data_folder_only_in_a_real_checkout(tmp_path):
+    ours = '[project]\nname = "mnist_mlp"\nversion = "0.1.0"\n'
+    assert ds._checkout_data_dir(write_checkout(tmp_path / "a", ours)) == tmp_path / "a" / "data"
+    assert ds._checkout_data_dir(write_checkout(tmp_path / "b", '[project]\nname = "other"\n')) is None
+    assert ds._checkout_data_dir(write_checkout(tmp_path / "c", None)) is None
+    assert ds._checkout_data_dir(write_checkout(tmp_path / "d", ours, data=False)) is None
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "mnist_mlp"
+    site.mkdir(parents=True)
+    (tmp_path / "venv" / "lib" / "python3.11" / "data").mkdir()
+    assert ds._checkout_data_dir(site) is None
+
+
+def test_this_checkout_is_recognised():
+    from conftest import REPO
+
+    here = Path(ds.__file__).resolve().parent
+    if here != REPO / "python" / "mnist_mlp":
+        pytest.skip(f"mnist_mlp is imported from {here}, not from this checkout")
+    assert ds._checkout_data_dir(here) == REPO / "data"
+
+
 # --- checks after loading ---------------------------------------------------------------
 
 
@@ -447,8 +637,10 @@ def test_emnist_archive_checksum_failure(server, monkeypatch, private_cache):
     monkeypatch.setitem(ds.DATASETS, "emnist-mnist", spec)
     with pytest.raises(ds.DownloadError, match="gzip.zip: checksum mismatch"):
         ds.load("emnist-mnist", timeout=5)
-    assert leftovers(private_cache / "emnist") == []
+    # Nothing is left, not even the folders the download created.
+    assert not private_cache.exists()
     # A zip put there by hand is checked the same way before it is extracted.
+    (private_cache / "emnist").mkdir(parents=True)
     (private_cache / "emnist" / "gzip.zip").write_bytes(b"PK not really a zip")
     with pytest.raises(ds.ChecksumError, match="gzip.zip: checksum mismatch"):
         ds.load("emnist-mnist", timeout=5)

@@ -187,7 +187,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data", default=None, metavar="DIR",
-                      help="folder with the dataset's four IDX files (default: $MNIST_MLP_DATA, then ./data)")
+                      help="folder with the dataset's IDX files (default: $MNIST_MLP_DATA, then ./data, then a "
+                           "source checkout's data/)")
     data.add_argument("--dataset", default=None, metavar="NAME",
                       help="a named dataset from mnist_mlp.datasets (e.g. mnist, fashion-mnist), looked for "
                            "in --data, fetched when missing (default: MNIST from --data)")
@@ -292,8 +293,11 @@ def _version() -> str:
 # Helpers
 
 
-def _load_data(args: argparse.Namespace) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], str]:
-    """((train_x, train_y), (test_x, test_y), a description) from --data / --dataset."""
+def _load_data(args: argparse.Namespace, split: str | None = None) -> tuple[Any, Any, str, str]:
+    """((train_x, train_y), (test_x, test_y), a description, the folder read, absolute)
+    from --data / --dataset. With split ("train" or "test") only that set's two
+    files are needed and read, and the other set is None. Error messages name
+    the command line's options (--data DIR, --dataset NAME)."""
     if args.dataset:
         if importlib.util.find_spec("mnist_mlp.datasets") is None:
             raise CLIError(
@@ -302,12 +306,13 @@ def _load_data(args: argparse.Namespace) -> tuple[tuple[np.ndarray, np.ndarray],
             )
         from . import datasets
 
-        train, test = datasets.load(args.dataset, root=args.data)
-        return train, test, args.dataset
-    from . import load_mnist
+        got = datasets._load(args.dataset, root=args.data, split=split, wording=datasets._CLI_WORDING)
+        args.dataset = got.name  # the registry's spelling (--dataset MNIST is mnist), as metrics.json records it
+        return got.train, got.test, got.name, str(got.folder)
+    from .datasets import _CLI_WORDING, _load_mnist
 
-    train, test = load_mnist(args.data)
-    return train, test, "mnist" + (f" ({args.data})" if args.data else "")
+    got = _load_mnist(args.data, split, _CLI_WORDING)
+    return got.train, got.test, "mnist" + (f" ({args.data})" if args.data else ""), str(got.folder)
 
 
 def _num_classes(*label_arrays: np.ndarray) -> int:
@@ -393,7 +398,7 @@ def _train(args: argparse.Namespace) -> int:
                 f"--resume {display_name(args.resume)}: the model has already been trained for "
                 f"{len(model.history)} epochs; --epochs is the total, so ask for more than {len(model.history)}"
             )
-    (x, y), (xt, yt), source = _load_data(args)
+    (x, y), (xt, yt), source, folder = _load_data(args)
     if model is None:
         features = int(np.prod(x.shape[1:]))
         sizes = [features, *(args.hidden or [300]), _num_classes(y, yt)]
@@ -415,7 +420,7 @@ def _train(args: argparse.Namespace) -> int:
         bar.update(rec)
         n = rec["epoch"] + 1
         if args.checkpoint_every and n % args.checkpoint_every == 0 and n < args.epochs:
-            for line in _write_outputs(args, model, sizes, source, len(x), len(xt), time.perf_counter() - t0,
+            for line in _write_outputs(args, model, sizes, source, folder, len(x), len(xt), time.perf_counter() - t0,
                                        status="checkpoint", plot=False):
                 bar.write(f"checkpoint after epoch {rec['epoch']}: {line}")
 
@@ -436,20 +441,21 @@ def _train(args: argparse.Namespace) -> int:
             return 130
         snapshot = MLP.__new__(MLP)
         snapshot.__setstate__(last_state[0])
-        for line in _write_outputs(args, snapshot, sizes, source, len(x), len(xt), time.perf_counter() - t0,
+        for line in _write_outputs(args, snapshot, sizes, source, folder, len(x), len(xt), time.perf_counter() - t0,
                                    status="interrupted"):
             print(f"{line} (the {completed} completed epochs)", file=sys.stderr)
         return 130
     elapsed = time.perf_counter() - t0
     print("Result:")
     print(_result_line(model.history[-1], elapsed), flush=True)
-    for line in _write_outputs(args, model, sizes, source, len(x), len(xt), elapsed, status="completed"):
+    for line in _write_outputs(args, model, sizes, source, folder, len(x), len(xt), elapsed, status="completed"):
         print(line)
     return 0
 
 
-def _write_outputs(args: argparse.Namespace, model: Any, sizes: list[int], source: str, train_samples: int,
-                   test_samples: int, seconds: float, *, status: str, plot: bool = True) -> list[str]:
+def _write_outputs(args: argparse.Namespace, model: Any, sizes: list[int], source: str, folder: str,
+                   train_samples: int, test_samples: int, seconds: float, *, status: str,
+                   plot: bool = True) -> list[str]:
     """Writes what train was asked for (--save, --metrics-json, --plot) from
     ``model``; returns a line per file written."""
     from . import __version__
@@ -465,7 +471,7 @@ def _write_outputs(args: argparse.Namespace, model: Any, sizes: list[int], sourc
             "version": __version__,
             "config": {
                 "dataset": args.dataset or "mnist",
-                "data": args.data,
+                "data": folder,
                 "layer_sizes": sizes,
                 "lr": args.lr,
                 "batch_size": args.batch_size,
@@ -538,14 +544,14 @@ def per_class_table(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> str
 
 def _evaluate(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
-    train, test, source = _load_data(args)
+    train, test, source, folder = _load_data(args, args.split)
     x, y = test if args.split == "test" else train
     _check_fits(model, x, y, f"the {args.split} set of {source}")
     loss, acc = model.evaluate(x, y, num_threads=args.threads)
     pred = model.predict(x, num_threads=args.threads)
     print(f"model: {args.model} ({'-'.join(map(str, model.layer_sizes))}, {model.dtype.name}, "
           f"{len(model.history)} epochs trained)")
-    print(f"data: {args.split} set of {source}, {len(x)} samples")
+    print(f"data: {args.split} set of {source}, {len(x)} samples (from {display_name(folder)})")
     print(f"loss: {loss:.5f}")
     print(f"accuracy: {acc:.5f} ({int(np.sum(pred == y))} / {len(y)})")
     print()
@@ -688,7 +694,7 @@ def _plot(args: argparse.Namespace, usage: Callable[[str], Any]) -> int:
     elif model is not None:
         print(f"{args.model}: the model has no training history: no curves")
     if model is not None:
-        _, (xt, yt), source = _load_data(args)
+        _, (xt, yt), source, _ = _load_data(args, "test")
         _check_fits(model, xt, yt, f"the test set of {source}")
         probs = model.predict_proba(xt)
         pred = probs.argmax(axis=1)
@@ -723,7 +729,7 @@ def _sweep(args: argparse.Namespace, usage: Callable[[str], Any]) -> int:
             grid[key] = getattr(args, key)
     shown = ["hidden", "lr", "batch_size", "epochs"] + [
         k for k, v in grid.items() if len(v) > 1 and k not in ("hidden", "lr", "batch_size", "epochs")]
-    train, test, source = _load_data(args)
+    train, test, source, _ = _load_data(args)
     total = 1
     for values in grid.values():
         total *= len(values)

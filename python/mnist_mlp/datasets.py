@@ -2,22 +2,26 @@
 downloaded and checked, and how they are loaded.
 
     (train_x, train_y), (test_x, test_y) = mnist_mlp.datasets.load("fashion-mnist")
+    test_x, test_y = mnist_mlp.datasets.load("mnist", split="test")   # only the t10k files
 
 Names: ``mnist``, ``fashion-mnist``, ``kmnist`` and ``emnist-<split>`` for the
 splits ``byclass``, ``bymerge``, ``balanced``, ``letters``, ``digits`` and
-``mnist``. Images come back as uint8 ``(N, 28, 28)``, labels as uint8 ``(N,)``.
+``mnist``, in any case and with ``_`` or ``-`` (``"Fashion_MNIST"``). Images
+come back as uint8 ``(N, 28, 28)``, labels as uint8 ``(N,)``.
 
 Lookup order: ``root`` when given, then the ``data/`` folder of a source
-checkout (MNIST only), then the user cache: ``$MNIST_MLP_DATA/<name>`` when
-that variable is set, else the platform cache folder
-(``$XDG_CACHE_HOME/mnist_mlp/<name>``, by default ``~/.cache/mnist_mlp/<name>``
-on Linux). For MNIST, ``$MNIST_MLP_DATA`` itself is also searched, as
-`mnist_mlp.load_mnist` always has. Missing files are downloaded (standard
-library only) into ``root``, or into the cache when there is no ``root``.
+checkout (MNIST only; only when the package runs from one), then the user
+cache: ``$MNIST_MLP_DATA/<name>`` when that variable is set, else the platform
+cache folder (``$XDG_CACHE_HOME/mnist_mlp/<name>``, by default
+``~/.cache/mnist_mlp/<name>`` on Linux). For MNIST, ``$MNIST_MLP_DATA`` itself
+is also searched, as `mnist_mlp.load_mnist` always has. Missing files are
+downloaded (standard library only, a tqdm progress bar on a terminal) into
+``root``, or into the cache when there is no ``root``.
 
 Downloads try each mirror in order, a few times each, with a timeout on every
 connect and read; each file streams to a temporary name in the destination
-folder and is renamed only after its checksum matches a pinned one. Checksums
+folder and is renamed only after its checksum matches a pinned one. A failed
+download removes the folders it created when they are left empty. Checksums
 are pinned per file as `Checksum` records: of the file as published (the
 ``.gz``), or of its uncompressed IDX content, so a recompressed copy (the
 repo's ``data/``) or a gunzipped one verifies too.
@@ -25,10 +29,12 @@ repo's ``data/``) or a gunzipped one verifies too.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import http.client
 import numbers
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -39,7 +45,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable, Mapping, Sequence, Union
+from typing import Any, Iterable, Literal, Mapping, NamedTuple, Sequence, Tuple, Union, overload
 
 import numpy as np
 
@@ -54,6 +60,7 @@ __all__ = [
     "Dataset",
     "DatasetNotFoundError",
     "DownloadError",
+    "SPLITS",
     "cache_dir",
     "fetch",
     "load",
@@ -63,16 +70,20 @@ __all__ = [
 PathLike = Union[str, "os.PathLike[str]"]
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
+SPLITS = ("train", "test")  # the values of split=, besides None (both)
 
 
 class DownloadError(OSError):
     """No mirror delivered a file (or none delivered one that verified). The
-    message lists every URL tried and why it failed, the files expected and the
-    folder to put them in to work offline."""
+    message lists every URL tried and each distinct way it failed (once, with
+    the number of attempts), the files expected and the folder to put them in
+    to work offline."""
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """The files are not in any of the folders searched and downloading is off."""
+    """The files are not in any of the folders searched and downloading is off
+    (`mnist_mlp.load_mnist` never downloads). The message names the files, each
+    folder searched and what it lacks, and how to get the files."""
 
 
 class ChecksumError(ValueError):
@@ -230,15 +241,59 @@ DATASETS: dict[str, Dataset] = _DATASETS
 
 
 def names() -> list[str]:
-    """The dataset names `load` accepts."""
+    """The dataset names `load` accepts (in any case, with ``_`` or ``-``)."""
     return sorted(DATASETS)
 
 
-def _spec(name: str) -> Dataset:
-    try:
+def _name_key(name: str) -> str:
+    """What a name is matched on: letters and digits, lower case ('Fashion_MNIST' -> 'fashionmnist')."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def _spec(name: Any) -> Dataset:
+    if not isinstance(name, str):
+        raise TypeError(f"dataset name must be a str, got {type(name).__name__} {name!r}")
+    if name in DATASETS:
         return DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(names())}") from None
+    key = _name_key(name)
+    hits = sorted(n for n in DATASETS if _name_key(n) == key)
+    if len(hits) == 1:
+        return DATASETS[hits[0]]
+    if hits:
+        raise ValueError(f"dataset name {name!r} is ambiguous: it matches {', '.join(hits)}")
+    by_key = {_name_key(n): n for n in DATASETS}
+    close = [by_key[k] for k in difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.6)]
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"unknown dataset {name!r}{hint}; known names (any case, '_' or '-'): {', '.join(names())}")
+
+
+def _split_roles(split: Any) -> tuple[str, ...]:
+    """The file roles a split needs: all four for None, else its images and labels."""
+    if split is None:
+        return ROLES
+    if not isinstance(split, str) or split not in SPLITS:
+        raise ValueError(f"split must be None (both sets), 'train' or 'test', got {split!r}")
+    return (f"{split}_images", f"{split}_labels")
+
+
+@dataclass(frozen=True)
+class _Wording:
+    """How the caller spells its options, for the advice in error messages: the
+    Python API's by default; the command line passes its own (`_CLI_WORDING`)."""
+
+    root: str = "root=FOLDER"
+    download: str = "download=True"
+    download_mnist: str = "load them with mnist_mlp.datasets.load('mnist'), which downloads them"
+    download_mnist_root: str = "mnist_mlp.datasets.load('mnist', root=FOLDER)"
+
+
+_PYTHON_WORDING = _Wording()
+_CLI_WORDING = _Wording(
+    root="--data DIR",
+    download="--dataset NAME",
+    download_mnist="pass --dataset mnist, which downloads them",
+    download_mnist_root="--dataset mnist --data DIR",
+)
 
 
 # --- where files are looked for --------------------------------------------------------
@@ -253,39 +308,65 @@ def _user_cache_base() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist_mlp"
 
 
+def _env_data() -> Path | None:
+    env = os.environ.get("MNIST_MLP_DATA")
+    return Path(env).expanduser() if env else None
+
+
 def cache_dir(name: str) -> Path:
     """The cache folder of a dataset: ``$MNIST_MLP_DATA/<name>`` when set, else
     the platform cache (``$XDG_CACHE_HOME/mnist_mlp/<name>``, by default
     ``~/.cache/mnist_mlp/<name>``). EMNIST's splits share one ``emnist`` folder."""
     spec = _spec(name)
     folder = spec.cache_name or spec.name
-    env = os.environ.get("MNIST_MLP_DATA")
-    return (Path(env) if env else _user_cache_base()) / folder
+    return (_env_data() or _user_cache_base()) / folder
+
+
+_PROJECT_NAME = re.compile(r"""^\s*name\s*=\s*["']mnist[_.-]mlp["']""", re.MULTILINE | re.IGNORECASE)
+
+
+def _checkout_data_dir(package_dir: Path) -> Path | None:
+    """The data/ folder of the source checkout that package_dir (the mnist_mlp
+    package folder) belongs to, or None: the package sits in python/mnist_mlp/
+    of a checkout whose pyproject.toml is mnist_mlp's, and data/ exists. An
+    installed package (site-packages/mnist_mlp/) has none."""
+    top = package_dir.parent.parent
+    if package_dir.parent.name != "python" or not (top / "data").is_dir():
+        return None
+    try:
+        pyproject = (top / "pyproject.toml").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return top / "data" if _PROJECT_NAME.search(pyproject) else None
 
 
 def _repo_data_dir() -> Path | None:
-    """The data/ folder of a source checkout (python/mnist_mlp/ is two levels down)."""
-    here = Path(__file__).resolve().parent
-    if here.parent.name == "python" and (here.parents[1] / "pyproject.toml").is_file():
-        return here.parents[1] / "data"
-    return None
+    """The data/ folder of the source checkout this package runs from, if it does."""
+    return _checkout_data_dir(Path(__file__).resolve().parent)
 
 
-def _search_roots(spec: Dataset, root: PathLike | None) -> list[tuple[Path, bool]]:
-    """(folder, managed) in lookup order; managed folders (the repo's data/ and
-    the cache) are verified against the pinned checksums by default."""
-    roots: list[tuple[Path, bool]] = []
+def _search_roots(spec: Dataset, root: PathLike | None) -> list[tuple[Path, bool, str]]:
+    """(folder, managed, what it is) in lookup order; managed folders (the
+    repo's data/ and the cache) are verified against the pinned checksums by
+    default."""
+    roots: list[tuple[Path, bool, str]] = []
     if root is not None:
-        roots.append((Path(root), False))
+        roots.append((_root_path(root), False, ""))
     if spec.repo_data:
         repo = _repo_data_dir()
         if repo is not None:
-            roots.append((repo, True))
-    roots.append((cache_dir(spec.name), True))
-    env = os.environ.get("MNIST_MLP_DATA")
-    if spec.name == "mnist" and env:
-        roots.append((Path(env), False))  # where load_mnist() has always looked
+            roots.append((repo, True, "the source checkout's data/"))
+    roots.append((cache_dir(spec.name), True, "the cache"))
+    env = _env_data()
+    if spec.name == "mnist" and env is not None:
+        roots.append((env, False, "$MNIST_MLP_DATA"))  # where load_mnist() has always looked
     return roots
+
+
+def _root_path(root: Any) -> Path:
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a folder (str or os.PathLike), got {type(root).__name__} {root!r}")
+    return Path(root).expanduser()
 
 
 def _find_file(folder: Path, name: str) -> Path | None:
@@ -299,8 +380,34 @@ def _find_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _find_set(spec: Dataset, folder: Path) -> dict[str, Path | None]:
-    return {role: _find_file(folder, f.name) for role, f in spec.files.items()}
+def _find_set(spec: Dataset, folder: Path, roles: Sequence[str] = ROLES) -> dict[str, Path | None]:
+    return {role: _find_file(folder, spec.files[role].name) for role in roles}
+
+
+def _shown(folder: Path) -> str:
+    return os.path.abspath(folder)
+
+
+def _folder_state(spec: Dataset, folder: Path, roles: Sequence[str]) -> str:
+    """Why a folder searched did not count, for the not-found messages."""
+    if not folder.exists():
+        return "does not exist"
+    if not folder.is_dir():
+        return "not a folder"
+    have = [spec.files[r].name for r in roles if _find_file(folder, spec.files[r].name)]
+    return "holds only " + ", ".join(have) if have else "holds none of them"
+
+
+def _searched(spec: Dataset, roots: Sequence[tuple[Path, str]], roles: Sequence[str]) -> str:
+    parts = []
+    for folder, what in roots:
+        note = "; ".join(x for x in (what, _folder_state(spec, folder, roles)) if x)
+        parts.append(f"{_shown(folder)} ({note})")
+    return ", ".join(parts)
+
+
+def _expected(spec: Dataset, roles: Sequence[str]) -> str:
+    return ", ".join(spec.files[r].name for r in roles) + " (.gz or uncompressed)"
 
 
 # --- checksums ---------------------------------------------------------------------------
@@ -371,60 +478,39 @@ def _verify(
 
 
 # --- downloading -------------------------------------------------------------------------
+#
+# Hand-written on purpose (urllib), not pooch. pooch (1.9) fetches one URL per
+# file: it has no mirror list (pooch issue 310, still open), so the loop over
+# mirrors would stay here anyway. Its retry_if_failed retries every failure
+# alike, with sleeps of 1, 2, ... s: a 404, a refused connection and a bad copy
+# are retried on the same mirror instead of moving on to the next one, and
+# there is no way to skip a mirror that could not be reached for the other
+# files. Its known_hash is one digest of the file's bytes, so the content
+# checksums that let a recompressed or gunzipped copy verify would still be
+# checked here. It puts no bound on the size of a download, logs every download
+# to stderr (terminal or not), creates the destination folder and leaves it
+# behind when the download fails, and raises requests' exceptions, whose
+# messages would need translating for the distinct-failure report. What it
+# would replace is one GET into a temporary file and a rename, at the price of
+# requests, urllib3, certifi, idna, charset-normalizer, platformdirs and
+# packaging as runtime dependencies.
 
 _RETRY_BACKOFF = 0.5  # seconds before the 2nd attempt on a mirror, doubled after
 _MAX_DOWNLOAD_BYTES = 1 << 31  # a server streaming without end is cut off here
 _USER_AGENT = "mnist_mlp (python urllib)"
 
 
-class _TextBar:
-    """A light progress bar on a stream: bytes done, total and percentage."""
-
-    def __init__(self, total: int | None, desc: str, stream: IO[str]) -> None:
-        self.total, self.desc, self.stream = total, desc, stream
-        self.done, self._last = 0, 0.0
-
-    def _draw(self) -> None:
-        mib = self.done / (1 << 20)
-        if self.total:
-            text = f"\r{self.desc}: {100 * self.done // self.total:3d}% {mib:.1f}/{self.total / (1 << 20):.1f} MiB"
-        else:
-            text = f"\r{self.desc}: {mib:.1f} MiB"
-        self.stream.write(text)
-        self.stream.flush()
-
-    def update(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if now - self._last >= 0.1:
-            self._last = now
-            self._draw()
-
-    def close(self) -> None:
-        self._draw()
-        self.stream.write("\n")
-        self.stream.flush()
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _progress_bar(total: int | None, desc: str, progress: bool | None) -> Any:
+    """A tqdm byte bar on stderr; progress None: only when stderr is a terminal."""
+    from tqdm import tqdm  # a dependency; imported here to keep `import mnist_mlp` light
+
     stream = sys.stderr
     if progress is None:
         progress = bool(getattr(stream, "isatty", lambda: False)())
-    if not progress:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _TextBar(total, desc, stream)
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=stream, leave=True)
+    return tqdm(
+        total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=stream, leave=True,
+        disable=not progress,
+    )
 
 
 def _stream_to_temp(
@@ -441,9 +527,8 @@ def _stream_to_temp(
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 length = response.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
-                bar = _progress_bar(total, f.name, progress)
                 done = 0
-                try:
+                with _progress_bar(total, f.name, progress) as bar:
                     while True:
                         chunk = response.read(1 << 16)
                         if not chunk:
@@ -455,8 +540,6 @@ def _stream_to_temp(
                         for h in hashers.values():
                             h.update(chunk)
                         bar.update(len(chunk))
-                finally:
-                    bar.close()
                 if total is not None and done != total:
                     raise OSError(f"connection closed after {done} of {total} bytes")
     except BaseException:
@@ -475,6 +558,16 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
+def _distinct(failures: Sequence[tuple[str, str]]) -> list[str]:
+    """One line per distinct (URL, reason), in the order first seen, with the
+    number of attempts that failed that way: a name that does not resolve is
+    listed once, not once per retry."""
+    counts: dict[tuple[str, str], int] = {}
+    for failure in failures:
+        counts[failure] = counts.get(failure, 0) + 1
+    return [f"{url}: {why} ({n} attempt{'s' if n > 1 else ''})" for (url, why), n in counts.items()]
+
+
 def _download(
     spec: Dataset,
     f: DataFile,
@@ -485,11 +578,12 @@ def _download(
     unreachable: set[str] | None = None,
 ) -> tuple[Path | None, list[str]]:
     """Fetches one file into folder from the first mirror that delivers a copy
-    that verifies. Returns (path, []) or (None, the failures). Mirrors that
-    could not be reached (refused, timed out, no route) are added to
-    ``unreachable`` and skipped for the dataset's other files."""
+    that verifies. Returns (path, []) or (None, the distinct failures). Mirrors
+    that could not be reached (refused, timed out, no route, a name that does
+    not resolve) are added to ``unreachable`` and skipped for the dataset's
+    other files."""
     unreachable = set() if unreachable is None else unreachable
-    failures = []
+    failures: list[tuple[str, str]] = []
     for mirror in spec.mirrors:
         url = mirror.rstrip("/") + "/" + f.name
         if mirror in unreachable:
@@ -501,12 +595,12 @@ def _download(
                 tmp, digests = _stream_to_temp(url, folder, f, timeout, progress)
             except urllib.error.HTTPError as e:
                 e.close()
-                failures.append(f"{url}: {_describe(e)}")
+                failures.append((url, _describe(e)))
                 if 400 <= e.code < 500 and e.code not in (408, 429):
                     break  # not there: the next mirror
                 continue
             except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
-                failures.append(f"{url}: {_describe(e)}")
+                failures.append((url, _describe(e)))
                 reason = getattr(e, "reason", e)
                 if isinstance(reason, ValueError) or "unknown url type" in str(e):
                     break  # not a URL this client can fetch
@@ -520,7 +614,8 @@ def _download(
                 _verify(tmp, f, digests=digests, shown=url)
             except ValueError as e:  # ChecksumError, or not even an IDX file (IdxError)
                 tmp.unlink(missing_ok=True)
-                failures.append(str(e).replace(str(tmp), url))
+                why = str(e).replace(str(tmp), url)
+                failures.append((url, why[len(url) + 2:] if why.startswith(url + ": ") else why))
                 break  # a mirror with a bad copy keeps it: the next mirror
             except BaseException:
                 tmp.unlink(missing_ok=True)
@@ -528,19 +623,22 @@ def _download(
             dest = folder / f.name
             os.replace(tmp, dest)
             return dest, []
-    return None, failures
+    return None, _distinct(failures)
 
 
-def _offline_help(spec: Dataset, folder: Path, missing: Sequence[DataFile], failures: Sequence[str]) -> str:
+def _offline_help(
+    spec: Dataset, folder: Path, missing: Sequence[DataFile], failures: Sequence[str], root_given: bool, wording: _Wording
+) -> str:
     lines = [f"could not download {spec.name}: every mirror failed for {', '.join(f.name for f in missing)}"]
     lines += [f"  {line}" for line in failures]
+    elsewhere = "" if root_given else f", or in a folder of your choice and pass {wording.root}"
     if spec.archive is not None:
         lines.append(
             f"To work offline, put {spec.archive.name} (it is extracted, then deleted) or the other files"
-            f" below in {folder}, or pass root=FOLDER:"
+            f" below in {_shown(folder)}{elsewhere}:"
         )
     else:
-        lines.append(f"To work offline, put these files (from any mirror of {spec.name}) in {folder}, or pass root=FOLDER:")
+        lines.append(f"To work offline, put these files (from any mirror of {spec.name}) in {_shown(folder)}{elsewhere}:")
     for f in missing:
         sums = ", ".join(f"{c.algorithm} {c.hexdigest}" + (" of the uncompressed file" if c.of == "content" else "") for c in f.checksums)
         lines.append(f"  {f.name}" + (f"  ({sums})" if sums else ""))
@@ -565,19 +663,22 @@ def fetch(
     root: PathLike | None = None,
     download: bool = True,
     *,
+    split: str | None = None,
     timeout: float = 30.0,
     retries: int = 2,
     progress: bool | None = None,
 ) -> dict[str, Path]:
-    """Finds a dataset's four files, downloading what is missing, and returns
-    their paths by role (``train_images``, ``train_labels``, ``test_images``,
-    ``test_labels``). See `load` for the lookup order and the arguments."""
+    """Finds a dataset's files, downloading what is missing, and returns their
+    paths by role (``train_images``, ``train_labels``, ``test_images``,
+    ``test_labels``; with ``split="train"`` or ``"test"`` only that set's two).
+    See `load` for the lookup order and the arguments."""
     spec = _spec(name)
+    roles = _split_roles(split)
     timeout, retries = _download_args(timeout, retries)
-    found, _ = _locate(spec, root)
+    found, _ = _locate(spec, root, roles)
     if found is not None:
         return found
-    return _download_set(spec, root, download, timeout, retries, progress)
+    return _download_set(spec, root, download, timeout, retries, progress, roles, _PYTHON_WORDING)
 
 
 def _download_args(timeout: Any, retries: Any) -> tuple[float, int]:
@@ -591,41 +692,84 @@ def _download_args(timeout: Any, retries: Any) -> tuple[float, int]:
     return t, int(retries)
 
 
-def _writable_folder(folder: Path) -> None:
+def _remove_if_empty(created: Sequence[Path]) -> None:
+    """Removes the folders a failed download created (deepest first), each only
+    while it is empty: a file that did arrive keeps its folder."""
+    for d in created:
+        if not os.path.lexists(d):
+            continue  # creating it failed
+        try:
+            d.rmdir()
+        except OSError:
+            return  # not empty (or not ours to remove): neither are its parents
+
+
+def _writable_folder(folder: Path, wording: _Wording) -> list[Path]:
     """Creates folder and checks that a file can be written there, before any
-    download: a read-only root is not a network failure."""
+    download: a read-only root is not a network failure. Returns the folders
+    created, deepest first."""
+    created = []
+    p = Path(os.path.abspath(folder))
+    while not os.path.lexists(p) and p != p.parent:
+        created.append(p)
+        p = p.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
+        _remove_if_empty(created)
         raise DownloadError(
-            f"cannot download into {folder}: {e.strerror or e}; pass a writable folder as root "
-            "(--data on the command line), or put the files there by hand"
+            f"cannot download into {_shown(folder)}: {e.strerror or e}; pass a writable folder as {wording.root}, "
+            "or put the files there by hand"
         ) from None
+    return created
 
 
-def _locate(spec: Dataset, root: PathLike | None) -> tuple[dict[str, Path] | None, bool]:
-    for folder, managed in _search_roots(spec, root):
-        paths = _find_set(spec, folder)
+def _locate(spec: Dataset, root: PathLike | None, roles: Sequence[str] = ROLES) -> tuple[dict[str, Path] | None, bool]:
+    for folder, managed, _ in _search_roots(spec, root):
+        paths = _find_set(spec, folder, roles)
         if all(paths.values()):
             return {k: p for k, p in paths.items() if p is not None}, managed
     return None, False
 
 
 def _download_set(
-    spec: Dataset, root: PathLike | None, download: bool, timeout: float, retries: int, progress: bool | None
+    spec: Dataset,
+    root: PathLike | None,
+    download: bool,
+    timeout: float,
+    retries: int,
+    progress: bool | None,
+    roles: Sequence[str],
+    wording: _Wording,
 ) -> dict[str, Path]:
-    folder = Path(root) if root is not None else cache_dir(spec.name)
+    folder = _root_path(root) if root is not None else cache_dir(spec.name)
     if not download:
-        searched = ", ".join(str(f) for f, _ in _search_roots(spec, root))
-        expected = ", ".join(f.name for f in spec.files.values())
+        searched = _searched(spec, [(f, what) for f, _, what in _search_roots(spec, root)], roles)
         raise DatasetNotFoundError(
-            f"{spec.name} not found: expected {expected} (or uncompressed) in one of {searched}; "
-            f"pass download=True to fetch them into {folder}, or put them there"
+            f"{spec.name} not found: expected {_expected(spec, roles)} in one folder; searched {searched}; "
+            f"pass {wording.download} to fetch them into {_shown(folder)}, or put them there"
         )
-    _writable_folder(folder)
-    present = _find_set(spec, folder)
+    created = _writable_folder(folder, wording)
+    try:
+        return _download_into(spec, folder, timeout, retries, progress, roles, root is not None, wording)
+    except BaseException:
+        _remove_if_empty(created)
+        raise
+
+
+def _download_into(
+    spec: Dataset,
+    folder: Path,
+    timeout: float,
+    retries: int,
+    progress: bool | None,
+    roles: Sequence[str],
+    root_given: bool,
+    wording: _Wording,
+) -> dict[str, Path]:
+    present = _find_set(spec, folder, roles)
     missing = [spec.files[r] for r, p in present.items() if p is None]
     if spec.archive is not None:
         archive = folder / spec.archive.name
@@ -634,10 +778,10 @@ def _download_set(
         else:
             got, failures = _download(spec, spec.archive, folder, timeout, retries, progress)
             if got is None:
-                raise DownloadError(_offline_help(spec, folder, [spec.archive, *missing], failures))
+                raise DownloadError(_offline_help(spec, folder, [spec.archive, *missing], failures, root_given, wording))
         _extract_archive(spec, archive, folder)
         archive.unlink()
-        present = _find_set(spec, folder)
+        present = _find_set(spec, folder, roles)
         lost = [spec.files[r].name for r, p in present.items() if p is None]
         if lost:
             raise DownloadError(f"{spec.archive.name} from {spec.name}'s mirrors does not hold {', '.join(lost)}")
@@ -651,12 +795,24 @@ def _download_set(
                 failed.append(f)
                 failures += why
         if failed:
-            raise DownloadError(_offline_help(spec, folder, failed, failures))
-        present = _find_set(spec, folder)
+            raise DownloadError(_offline_help(spec, folder, failed, failures, root_given, wording))
+        present = _find_set(spec, folder, roles)
     return {k: p for k, p in present.items() if p is not None}
 
 
 # --- loading -----------------------------------------------------------------------------
+
+Pair = Tuple[np.ndarray, np.ndarray]
+
+
+class _Loaded(NamedTuple):
+    """What a load found: the canonical name, the folder read (absolute) and
+    the sets read (None for a split not asked for)."""
+
+    name: str
+    folder: Path
+    train: Pair | None
+    test: Pair | None
 
 
 def _check_pair(x: np.ndarray, y: np.ndarray, xp: Path, yp: Path, num_classes: int) -> None:
@@ -671,40 +827,102 @@ def _check_pair(x: np.ndarray, y: np.ndarray, xp: Path, yp: Path, num_classes: i
         raise ValueError(f"{yp}: label {int(y[bad])} at index {bad} is outside [0, {num_classes})")
 
 
-def _read_set(spec: Dataset, paths: Mapping[str, Path], verify: bool) -> Any:
+def _read_set(spec: Dataset, paths: Mapping[str, Path], verify: bool) -> _Loaded:
     arrays = {}
     for role, path in paths.items():
         arr = read_idx(path)
         if verify:
             _verify(path, spec.files[role], arr)
         arrays[role] = arr
-    for split in ("train", "test"):
-        x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        _check_pair(x, y, paths[f"{split}_images"], paths[f"{split}_labels"], spec.num_classes)
+    sets: dict[str, Pair | None] = {}
+    for split in SPLITS:
+        xr, yr = f"{split}_images", f"{split}_labels"
+        if xr not in arrays:
+            sets[split] = None
+            continue
+        x, y = arrays[xr], arrays[yr]
+        _check_pair(x, y, paths[xr], paths[yr], spec.num_classes)
         if spec.transpose:
-            arrays[f"{split}_images"] = np.ascontiguousarray(x.transpose(0, 2, 1))
-    return (arrays["train_images"], arrays["train_labels"]), (arrays["test_images"], arrays["test_labels"])
+            x = np.ascontiguousarray(x.transpose(0, 2, 1))
+        sets[split] = (x, y)
+    folder = Path(os.path.abspath(next(iter(paths.values())).parent))
+    return _Loaded(spec.name, folder, sets["train"], sets["test"])
 
 
+def _load(
+    name: str,
+    root: PathLike | None = None,
+    download: bool = True,
+    *,
+    split: str | None = None,
+    verify: bool | None = None,
+    timeout: float = 30.0,
+    retries: int = 2,
+    progress: bool | None = None,
+    wording: _Wording = _PYTHON_WORDING,
+) -> _Loaded:
+    """`load`, returning what was found where (the command line's entry point,
+    which also passes its own option names for the error messages)."""
+    spec = _spec(name)
+    roles = _split_roles(split)
+    timeout, retries = _download_args(timeout, retries)
+    paths, managed = _locate(spec, root, roles)
+    if paths is None:
+        paths = _download_set(spec, root, download, timeout, retries, progress, roles, wording)
+        managed = root is None  # the cache: what was there already is checked too
+    return _read_set(spec, paths, verify if verify is not None else managed)
+
+
+@overload
+def load(
+    name: str,
+    root: PathLike | None = ...,
+    download: bool = ...,
+    *,
+    split: None = ...,
+    verify: bool | None = ...,
+    timeout: float = ...,
+    retries: int = ...,
+    progress: bool | None = ...,
+) -> tuple[Pair, Pair]: ...
+@overload
+def load(
+    name: str,
+    root: PathLike | None = ...,
+    download: bool = ...,
+    *,
+    split: Literal["train", "test"],
+    verify: bool | None = ...,
+    timeout: float = ...,
+    retries: int = ...,
+    progress: bool | None = ...,
+) -> Pair: ...
 def load(
     name: str,
     root: PathLike | None = None,
     download: bool = True,
     *,
+    split: str | None = None,
     verify: bool | None = None,
     timeout: float = 30.0,
     retries: int = 2,
     progress: bool | None = None,
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+) -> Any:
     """Loads a dataset: ``(train_x, train_y), (test_x, test_y)``, uint8 images
-    ``(N, 28, 28)`` and uint8 labels ``(N,)``.
+    ``(N, 28, 28)`` and uint8 labels ``(N,)``. With ``split="train"`` or
+    ``split="test"``, only that set, ``(x, y)``: only its two files are needed
+    (looked for, downloaded and read).
 
-    Looks in ``root`` (when given), then a source checkout's ``data/`` (MNIST),
-    then the cache (`cache_dir`), for the four files, ``.gz`` or uncompressed,
-    all in one folder. With ``download=True`` the missing files are fetched into
-    ``root`` or the cache; every downloaded file must match a pinned checksum
-    before it is renamed into place. Otherwise `DatasetNotFoundError` names the
-    files and the folders searched.
+    ``name``: one of `names`, in any case, with ``_`` or ``-`` (``"Fashion_MNIST"``
+    is ``fashion-mnist``); an unknown name raises ValueError listing the known ones.
+
+    Looks in ``root`` (when given; ``~`` is expanded), then a source checkout's
+    ``data/`` (MNIST), then the cache (`cache_dir`), for the files, ``.gz`` or
+    uncompressed, all in one folder. With ``download=True`` the missing files are
+    fetched into ``root`` or the cache; every downloaded file must match a pinned
+    checksum before it is renamed into place, and folders the download created
+    are removed again if it fails and leaves them empty. Otherwise
+    `DatasetNotFoundError` names the files and the folders searched.
 
     ``verify``: None (default) checks the files found in the cache and in the
     repo's ``data/`` against the pinned checksums and trusts those under an
@@ -714,31 +932,56 @@ def load(
 
     ``timeout`` (seconds) bounds each connect and each read; each mirror gets
     ``1 + retries`` attempts, then the next mirror is tried; when all fail,
-    `DownloadError` lists what was tried and where to put the files by hand.
-    ``progress``: a byte progress bar on stderr (tqdm when installed); None
-    shows it when stderr is a terminal.
+    `DownloadError` lists each distinct failure once (with the number of
+    attempts it took), the files and where to put them by hand.
+    ``progress``: a tqdm byte progress bar on stderr; None shows it when stderr
+    is a terminal.
 
     After loading, image and label counts must agree and every label must be
     below the dataset's class count (ValueError otherwise). EMNIST images are
     transposed to the upright orientation of MNIST."""
-    spec = _spec(name)
-    timeout, retries = _download_args(timeout, retries)
-    paths, managed = _locate(spec, root)
-    if paths is None:
-        paths = _download_set(spec, root, download, timeout, retries, progress)
-        managed = root is None  # the cache: what was there already is checked too
-    return _read_set(spec, paths, verify if verify is not None else managed)
+    got = _load(name, root, download, split=split, verify=verify, timeout=timeout, retries=retries, progress=progress)
+    if split is None:
+        return got.train, got.test
+    return got.train if split == "train" else got.test
 
 
-def _load_mnist_from(roots: Sequence[Path]) -> Any:
-    """`mnist_mlp.load_mnist`: the first of roots holding all four MNIST files,
-    read and checked like `load`, without checksums."""
+# --- mnist_mlp.load_mnist ------------------------------------------------------------------
+
+
+def _mnist_roots(root: PathLike | None) -> list[tuple[Path, str]]:
+    """Where `mnist_mlp.load_mnist` looks, with what each folder is: ``root``
+    alone when given; else $MNIST_MLP_DATA (when set), ./data, then the data/
+    folder of the source checkout this package runs from (if it does)."""
+    if root is not None:
+        return [(_root_path(root), "")]
+    roots: list[tuple[Path, str]] = []
+    env = _env_data()
+    if env is not None:
+        roots.append((env, "$MNIST_MLP_DATA"))
+    roots.append((Path("data"), "./data"))
+    repo = _repo_data_dir()
+    if repo is not None and all(os.path.realpath(repo) != os.path.realpath(r) for r, _ in roots):
+        roots.append((repo, "the source checkout's data/"))
+    return roots
+
+
+def _load_mnist(root: PathLike | None = None, split: str | None = None, wording: _Wording = _PYTHON_WORDING) -> _Loaded:
+    """`mnist_mlp.load_mnist`: the first folder holding the MNIST files the split
+    needs, read and checked like `load`, without checksums. Never downloads."""
     spec = DATASETS["mnist"]
-    for folder in roots:
-        paths = _find_set(spec, folder)
+    roles = _split_roles(split)
+    roots = _mnist_roots(root)
+    for folder, _ in roots:
+        paths = _find_set(spec, folder, roles)
         if all(paths.values()):
             return _read_set(spec, {k: p for k, p in paths.items() if p is not None}, verify=False)
-    expected = ", ".join(f.name for f in spec.files.values())
-    where = ", ".join(str(r) for r in roots)
-    raise FileNotFoundError(f"MNIST not found: expected {expected} (or uncompressed) in {where}")
-
+    if root is not None:
+        folder = roots[0][0]
+        where = f"MNIST not found in {_shown(folder)} ({_folder_state(spec, folder, roles)}): expected {_expected(spec, roles)}"
+        how = f"put them there, or use {wording.download_mnist_root} to download them there"
+    else:
+        env = "" if _env_data() is not None else "; $MNIST_MLP_DATA is not set"
+        where = f"MNIST not found: expected {_expected(spec, roles)} in one folder; searched {_searched(spec, roots, roles)}{env}"
+        how = f"pass {wording.root} with the folder that holds them, or {wording.download_mnist} into {cache_dir('mnist')}"
+    raise DatasetNotFoundError(f"{where}. To fix: {how}")

@@ -8,8 +8,7 @@ import math
 import os
 import struct
 import zlib
-from pathlib import Path
-from typing import Any, BinaryIO, Callable, NamedTuple, NoReturn, Sequence, Union
+from typing import Any, BinaryIO, Callable, Literal, NamedTuple, NoReturn, Sequence, Union, overload
 
 import numpy as np
 
@@ -325,26 +324,27 @@ MNIST_FILES = {
 }
 
 
-def _default_roots() -> list[Path]:
-    roots = []
-    if os.environ.get("MNIST_MLP_DATA"):
-        roots.append(Path(os.environ["MNIST_MLP_DATA"]))
-    roots.append(Path("data"))
-    repo_data = Path(__file__).resolve().parents[2] / "data"  # a source checkout
-    if repo_data not in [r.resolve() for r in roots]:
-        roots.append(repo_data)
-    return roots
-
-
+@overload
 def load_mnist(
-    root: str | os.PathLike | None = None,
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Loads MNIST from the four IDX files (raw or .gz) in ``root``.
+    root: str | os.PathLike | None = ..., *, split: None = ...
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]: ...
+@overload
+def load_mnist(root: str | os.PathLike | None = ..., *, split: Literal["train", "test"]) -> tuple[np.ndarray, np.ndarray]: ...
+def load_mnist(root: str | os.PathLike | None = None, *, split: str | None = None) -> Any:
+    """Loads MNIST from the IDX files (raw or .gz) in ``root``.
 
     Returns ``(train_x, train_y), (test_x, test_y)``: uint8 images (N, 28, 28)
-    and uint8 labels (N,). With no ``root``: ``$MNIST_MLP_DATA``, then ``./data``,
-    then the ``data/`` folder of a source checkout. Never downloads; see
-    `mnist_mlp.datasets.load` for that and for the other MNIST-format sets."""
-    from .datasets import _load_mnist_from
+    and uint8 labels (N,). With ``split="train"`` or ``split="test"``, only that
+    set, ``(x, y)``, and only its two files need to be there.
 
-    return _load_mnist_from([Path(root)] if root is not None else _default_roots())
+    With no ``root``: ``$MNIST_MLP_DATA`` (when set), then ``./data``, then the
+    ``data/`` folder of the source checkout the package runs from (if it does).
+    Never downloads; see `mnist_mlp.datasets.load` for that and for the other
+    MNIST-format sets. Files missing: `mnist_mlp.datasets.DatasetNotFoundError`
+    (a FileNotFoundError) naming them, each folder searched and what it lacks."""
+    from .datasets import _load_mnist
+
+    got = _load_mnist(root, split)
+    if split is None:
+        return got.train, got.test
+    return got.train if split == "train" else got.test
