@@ -3,7 +3,8 @@
 Everything below is the notebook's code except where the data comes from:
 `mm.load_mnist` instead of the notebook's `getImages`/`getLabels` (same arrays),
 and `NN` is imported instead of defined. The notebook took 209.64 s for the 20
-epochs; this takes a few tens of seconds (float64, as in the notebook).
+epochs; this took 15.6-15.7 s (98.31-98.47% test accuracy; float64, as in the
+notebook) on a 2-core AMD EPYC Zen 4 (see the README).
 
     python examples/seed_notebook.py            # the notebook's 20 epochs
     python examples/seed_notebook.py 1          # a quicker check: 1 epoch
