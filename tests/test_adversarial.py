@@ -208,6 +208,27 @@ def test_mmap_array_whose_file_was_truncated_is_refused_not_sigbus(tmp_path, pix
             call()
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+def test_truncated_np_memmap_of_integers_is_refused_before_its_values_are_read(tmp_path, pixels, dtype):
+    """Integer input is range-checked (min/max) before it is converted: the
+    truncation check must come first, or the min/max itself is SIGBUS. In a child
+    process, so a regression shows as its death, not the suite's."""
+    code = textwrap.dedent(f"""
+        import os, numpy as np, mnist_mlp as mm
+        path = {str(tmp_path / "x.bin")!r}
+        np.memmap(path, dtype=np.{np.dtype(dtype).name}, mode="w+", shape=(2000, 784)).flush()
+        xm = np.memmap(path, dtype=np.{np.dtype(dtype).name}, mode="r", shape=(2000, 784))
+        os.truncate(path, 4096)
+        try:
+            mm.MLP([784, 8, 10], seed=0).predict(xm)
+        except ValueError as e:
+            print(e)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    assert "which was truncated to 4096 bytes" in r.stdout
+
+
 def test_masked_arrays_are_refused(pixels):
     x = np.random.default_rng(0).random((20, 5))
     x[3, 2] = np.nan

@@ -51,7 +51,9 @@ runpy.run_module("mnist_mlp", run_name="__main__", alter_sys=True)
 
 def environment(**changes: str | None) -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("PYTHONPATH", str(REPO / "python"))
+    # The package these tests imported: the source tree in a checkout run, site-packages after pip install
+    # (a source tree without the built _core must not shadow the installed package).
+    env.setdefault("PYTHONPATH", str(Path(mm.__file__).resolve().parent.parent))
     for k, v in changes.items():
         if v is None:
             env.pop(k, None)

@@ -259,6 +259,27 @@ def test_a_digit_cropped_to_its_edges_is_kept():
     assert rows.max() - rows.min() + 1 == 20
 
 
+@pytest.mark.parametrize("speck", [(15, 12), (20, 3)])
+def test_a_speck_inside_a_digit_cropped_to_its_edges_does_not_replace_it(speck):
+    """A ring touching all four edges is all edge region; one stray pixel left
+    inside is not a digit: the ring stays (before, the speck became a 20x20 block)."""
+    ring = np.zeros((40, 30), np.uint8)
+    ring[:3, :] = ring[-3:, :] = ring[:, :3] = ring[:, -3:] = 255
+    specked = ring.copy()
+    specked[speck] = 255
+    out, ref = to_mnist(specked), to_mnist(ring)
+
+    def box(a: np.ndarray) -> tuple[int, int, int, int]:
+        rows, cols = np.nonzero(a)
+        return rows.min(), rows.max(), cols.min(), cols.max()
+
+    # The ring is the digit in both (the speck may move its centre of mass by a pixel):
+    # the same box size, and the speck adds a few pixels, not a 20x20 block of 400.
+    (r0, r1, c0, c1), (s0, s1, d0, d1) = box(out), box(ref)
+    assert (r1 - r0, c1 - c0) == (s1 - s0, d1 - d0) and (r1 - r0 + 1) == 20
+    assert np.count_nonzero(out) <= np.count_nonzero(ref) + 16
+
+
 def _edge_bands_by_flood_fill(mask: np.ndarray) -> np.ndarray:
     """What images._edge_bands computes, the slow way."""
     h, w = mask.shape

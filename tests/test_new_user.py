@@ -135,6 +135,7 @@ def test_cli_bool_npy_is_refused_as_in_the_api_and_int64_is_pixels(model_file, s
     np.save(tmp_path / "b.npy", xt[:2] > 0)
     r = run("predict", str(model_file), str(tmp_path / "b.npy"))
     assert r.returncode == 1 and "a bool array is neither pixels nor features" in r.stderr, r.stderr
+    assert f"np.load({str(tmp_path / 'b.npy')!r}).astype(np.uint8) * 255" in r.stderr  # advice that runs
     np.save(tmp_path / "i.npy", xt[:2].astype(np.int64))
     np.save(tmp_path / "u.npy", xt[:2])
     r = run("predict", str(model_file), str(tmp_path / "i.npy"), str(tmp_path / "u.npy"))
@@ -161,6 +162,20 @@ def test_predict_reads_a_single_image_as_one_sample(small):
 def test_a_model_with_28_features_still_reads_28x28_as_28_samples():
     m = mm.MLP([28, 4, 2], seed=0)
     assert m.predict_proba(np.zeros((28, 28), np.float32)).shape == (28, 2)
+
+
+@pytest.mark.parametrize("shape", [(784, 1), (2, 392)])
+def test_shapes_that_are_not_one_image_are_not_read_as_one(shape):
+    m = mm.MLP([784, 4, 2], seed=0)
+    with pytest.raises(ValueError, match="features per sample") as e:
+        m.predict(np.zeros(shape, np.float32))
+    assert "reshape(1, 784)" not in str(e.value)
+
+
+def test_big_endian_floats_are_floats():
+    m = mm.MLP([784, 4, 2], seed=0)
+    x = np.random.default_rng(0).random((3, 784)).astype(">f4")
+    np.testing.assert_array_equal(m.predict_proba(x), m.predict_proba(x.astype(np.float32)))
 
 
 def test_fit_on_a_single_image_says_how_to_pass_one(small):
@@ -311,6 +326,13 @@ def test_resume_continues_exactly(small, tmp_path, shuffle):
     assert [h["test_accuracy"] for h in b.history] == [h["test_accuracy"] for h in a.history]
     doc = json.loads((tmp_path / "resumed.json").read_text())
     assert doc["config"]["resumed_from"] == str(tmp_path / "part.npz") and len(doc["history"]) == 3
+    assert doc["config"]["seed"] is None  # the file's state, not a seed
+
+
+def test_metrics_record_the_default_seed(small, tmp_path):
+    r = run("train", "--data", str(small[0]), "--hidden", "8", "--epochs", "1", "--metrics-json", str(tmp_path / "m.json"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["config"]["seed"] == 0
 
 
 def test_resume_refuses_conflicting_options_and_finished_runs(model_file, small, tmp_path):
@@ -367,7 +389,8 @@ def test_predict_goes_on_past_bad_inputs(model_file, small, tmp_path):
         f"{tmp_path / 'good.npy'}[0]", f"{tmp_path / 'good.npy'}[1]", f"{tmp_path / 'good2.npy'}[0]"]
     errors = r.stderr.splitlines()
     assert len(errors) == 4 and all(e.startswith("mnist-mlp: error: ") for e in errors)
-    assert "missing.npy: no such file" in errors[1] and "empty" in errors[2]
+    assert "missing.npy: no such file" in errors[1]
+    assert errors[2] == f"mnist-mlp: error: {tmp_path / 'zero.npy'} is empty (0 samples)"  # names the file
     assert errors[3].startswith("mnist-mlp: error: 3 of 5 inputs could not be classified: ")
 
 

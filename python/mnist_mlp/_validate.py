@@ -124,36 +124,43 @@ def looks_unscaled(x: np.ndarray) -> bool:
     return lo >= 0.0 and UNSCALED_MAX < hi <= 255.0 and bool(np.all(rows == np.rint(rows)))
 
 
-def unscaled_warning(name: str, stacklevel: int = 3) -> None:
+def unscaled_warning(name: str, stacklevel: int = 3, code: str | None = None) -> None:
+    """``name`` names the input in the message; ``code`` is the expression the
+    advice uses (the argument's name; a file's name is not code)."""
     import warnings
 
+    code = code or name
     warnings.warn(
         f"{name} looks like unscaled pixels (float values that are integers 0..255); the model expects "
-        f"features near 0..1, as MNIST's pixels / 255. Divide by 255 ({name} / 255.0), or pass uint8 pixels, "
+        f"features near 0..1, as MNIST's pixels / 255. Divide by 255 ({code} / 255.0), or pass uint8 pixels, "
         "which are scaled for you. Trained on 0..255, a model stays near chance",
         UnscaledInputWarning,
         stacklevel=stacklevel,
     )
 
 
-def input_values(x: Any, name: str = "x") -> np.ndarray:
+def input_values(x: Any, name: str = "x", code: str | None = None) -> np.ndarray:
     """The one rule for what input values mean (the API, the estimator's uint8
     path and the CLI's .npy / IDX inputs): uint8 and any other integer dtype
     whose values are within 0..255 are pixels, scaled by 1/255; float32 and
-    float64 are features used as they are (float16 becomes float32); bool, and
-    integers outside 0..255, are refused with what to do instead."""
+    float64 are features used as they are (float16 becomes float32, and a
+    non-native byte order the native one); bool, and integers outside 0..255,
+    are refused with what to do instead. ``name`` names the input in messages,
+    ``code`` (default: ``name``) is the expression their advice uses."""
+    code = code or name
     if isinstance(x, np.ma.MaskedArray):
         # Its data under the mask would be read as it is (NaN included).
         raise TypeError(
             f"{name} is a masked array; the core would read the values under the mask. "
-            f"Pass {name}.filled(value), or drop the masked rows, first"
+            f"Pass {code}.filled(value), or drop the masked rows, first"
         )
     if not isinstance(x, np.ndarray):
         x = np.asarray(x)
+    check_mapped_file(x, name)  # before any value is read: a truncated mapping would be SIGBUS
     if x.dtype == np.bool_:
         raise TypeError(
-            f"{name}: a bool array is neither pixels nor features; use {name}.astype(np.uint8) * 255 for "
-            f"black-and-white pixels (True = ink), or {name}.astype(np.float32) for 0/1 features"
+            f"{name}: a bool array is neither pixels nor features; use {code}.astype(np.uint8) * 255 for "
+            f"black-and-white pixels (True = ink), or {code}.astype(np.float32) for 0/1 features"
         )
     if x.dtype.kind in "iu" and x.dtype != np.uint8:
         if x.size:
@@ -161,18 +168,29 @@ def input_values(x: Any, name: str = "x") -> np.ndarray:
             if lo < 0 or hi > 255:
                 raise ValueError(
                     f"{name}: integer values are pixels 0..255 (scaled by 1/255), but these reach [{lo}, {hi}]; "
-                    f"pass float features instead ({name}.astype(np.float32), scaled as you need)"
+                    f"pass float features instead ({code}.astype(np.float32), scaled as you need)"
                 )
-        check_mapped_file(x, name)
         return x.astype(np.uint8)
     if x.dtype == np.float16:
         return x.astype(np.float32)
+    if x.dtype.kind == "f" and not x.dtype.isnative and x.dtype.newbyteorder("=") in FLOAT_DTYPES:
+        return x.astype(x.dtype.newbyteorder("="))  # a big-endian .npy, say
     if x.dtype not in INPUT_DTYPES:
         raise TypeError(
             f"{name}: dtype {x.dtype} is not supported; use uint8 (or integer) pixels 0..255, scaled by 1/255, "
             "or float32/float64 features"
         )
     return x
+
+
+def _one_sample_shape(shape: tuple[int, ...], features: int) -> bool:
+    """(features,), one square image (28, 28), or (1, 28, 28): one sample. Not
+    (784, 1) or (2, 392), which are more likely a mistake than one sample."""
+    if len(shape) == 1:
+        return shape[0] == features
+    if len(shape) == 2:
+        return shape[0] == shape[1] and shape[0] * shape[1] == features and shape[1] != features
+    return len(shape) == 3 and shape[0] == 1 and shape[1] == shape[2] and shape[1] * shape[2] == features
 
 
 def inputs(
@@ -188,10 +206,9 @@ def inputs(
     size is ``features`` (a (28, 28) digit) is read as one row (predict).
     ``warn_unscaled``: warn when float x looks like unscaled pixels."""
     x = input_values(x, name)
-    check_mapped_file(x, name)
     if x.ndim == 0:
         raise ValueError(f"{name} must be 2-D (samples, features), got a scalar")
-    if one_sample and x.size == features and not (x.ndim == 2 and x.shape[1] == features):
+    if one_sample and x.size == features and _one_sample_shape(x.shape, features):
         x = x.reshape(1, features)  # one image, (28, 28) or (784,); ravel order is the image's rows
     if x.ndim == 1:
         raise ValueError(f"{name} must be 2-D (samples, features), got shape {x.shape}; use {name}[None, :] for one sample")
@@ -199,7 +216,7 @@ def inputs(
         x = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))  # (N, 28, 28) images -> (N, 784); N may be 0
     if x.shape[1] != features:
         hint = ""
-        if x.size == features:
+        if x.size == features and _one_sample_shape(x.shape, features):
             hint = f"; for a single sample of shape {x.shape} use {name}.reshape(1, {features})"
         raise ValueError(f"{name} has {x.shape[1]} features per sample, the model expects {features}{hint}")
     if x.shape[0] == 0:

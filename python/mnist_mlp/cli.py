@@ -476,7 +476,7 @@ def _write_outputs(args: argparse.Namespace, model: Any, sizes: list[int], sourc
                 "lr": args.lr,
                 "batch_size": args.batch_size,
                 "epochs": args.epochs,
-                "seed": args.seed,
+                "seed": (0 if args.seed is None else args.seed) if not args.resume else None,  # resumed: the file's state
                 "threads": args.threads,
                 "dtype": model.dtype.name,
                 "shuffle": args.shuffle,
@@ -572,13 +572,15 @@ def _read_input(path: str, features: int) -> tuple[np.ndarray, bool]:
     check_regular_file(path, "an input file")  # FileNotFoundError; a FIFO would block np.load
     if path.lower().endswith(".npy"):
         arr = np.load(path, allow_pickle=False)
+        code = f"np.load({name!r})"
     else:
         from . import read_idx
 
         arr = read_idx(path)
-    arr = V.input_values(arr, name)
+        code = f"mnist_mlp.read_idx({name!r})"
+    arr = V.input_values(arr, name, code)
     if V.looks_unscaled(arr):
-        V.unscaled_warning(name)
+        V.unscaled_warning(name, code=code)
     if arr.ndim >= 2 and int(np.prod(arr.shape[1:])) == features:
         return arr.reshape(arr.shape[0], features), False
     if arr.size == features:
@@ -595,16 +597,16 @@ def _saved_input_names(paths: Sequence[str], folder: str) -> dict[str, Path]:
     images = [p for p in paths if p.lower().endswith(IMAGE_SUFFIXES)]
     stems: dict[str, int] = {}
     for p in images:
-        stems[Path(p).stem] = stems.get(Path(p).stem, 0) + 1
+        stems[Path(p).stem.casefold()] = stems.get(Path(p).stem.casefold(), 0) + 1
     out: dict[str, Path] = {}
     used: set[str] = set()
     for i, p in enumerate(images):
-        base = Path(p).stem if stems[Path(p).stem] == 1 else Path(p).name
+        base = Path(p).stem if stems[Path(p).stem.casefold()] == 1 else Path(p).name
         name, k = base, 1
-        while name in used:
+        while name.casefold() in used:  # casefold: D.png and d.png are one file on macOS and Windows
             k += 1
             name = f"{base}-{k}"
-        used.add(name)
+        used.add(name.casefold())
         out[f"{i}:{p}"] = Path(folder) / f"{name}.28x28.png"
     return out
 
@@ -631,6 +633,7 @@ def _predict(args: argparse.Namespace) -> int:
             x, is_image = _read_input(path, features)
             if is_image and features != 784:
                 raise CLIError(f"{display_name(path)}: images become 28x28 = 784 values, the model expects {features}")
+            x = V.inputs(x, features, name=display_name(path), dtype=model.dtype)  # errors name the file
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", V.UnscaledInputWarning)  # _read_input warned, naming the file
                 probs = model.predict_proba(x, num_threads=args.threads)

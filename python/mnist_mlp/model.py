@@ -416,17 +416,15 @@ class MLP:
         plain = (optimizer is None or optimizer.is_plain_sgd) and not any(self._dropout)
         dropout = list(self._dropout) if any(self._dropout) else None
         hist = []
-        # verbose: the seed's line per epoch; on a terminal under a bar that moves within epochs.
-        bar = _progress.progress_bar(epochs, sys.stdout) if verbose else None
-        if bar is not None and type(bar) is not _progress.NoBar:
-            user_progress = progress
+        with self._fit_slot(), self._lock, _verbose_bar(verbose, epochs) as bar:
+            if bar is not None and type(bar) is not _progress.NoBar:  # a terminal: the bar moves within epochs
+                user_progress = progress
 
-            def progress(done: int, total: int) -> None:
-                bar.batches(done, total)
-                if user_progress is not None:
-                    user_progress(done, total)
+                def progress(done: int, total: int) -> None:
+                    bar.batches(done, total)
+                    if user_progress is not None:
+                        user_progress(done, total)
 
-        with self._fit_slot(), self._lock, (contextlib.closing(bar) if bar else contextlib.nullcontext()):
             # uint8 pixels: list the nonzeros once, so no epoch scans blank pixels again.
             # The same batches every epoch (no shuffling, small batches): plan them
             # all now, once; shuffled, index each image's nonzeros.
@@ -675,6 +673,20 @@ class MLP:
             except (ValueError, TypeError, KeyError) as e:
                 raise ValueError(f"{name}: the saved optimizer or shuffle state is malformed ({e})") from e
         return model
+
+
+@contextlib.contextmanager
+def _verbose_bar(verbose: bool, epochs: int) -> Iterator[_progress.NoBar | None]:
+    """fit(verbose=True): the seed's line per epoch, on a terminal under a bar
+    that moves within epochs; closed however fit ends."""
+    if not verbose:
+        yield None
+        return
+    bar = _progress.progress_bar(epochs, sys.stdout)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 class _NoInit:
