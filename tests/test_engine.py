@@ -191,29 +191,6 @@ def test_fused_update_equals_the_separate_stages(monkeypatch, isa, sizes, batch,
     assert max(rel_max_diff(a, b) for a, b in zip(*out)) <= 1e-12
 
 
-@pytest.mark.parametrize(
-    "opt",
-    [lambda: mm.optim.Adam(lr=1e-3), lambda: mm.optim.AdamW(lr=1e-3, weight_decay=0.1, amsgrad=True),
-     lambda: mm.optim.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
-     lambda: mm.optim.RMSprop(lr=1e-3, centered=True, momentum=0.5), lambda: mm.optim.SGD(lr=0.1, weight_decay=0.01)],
-)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("sizes", [[50, 203, 37, 10], [50, 1400, 10]])  # the second splits W0's rows between threads
-def test_fused_stateful_first_layer_equals_the_separate_stages(monkeypatch, isa, opt, dtype, sizes):
-    # The first layer's sparse gradient fused with a stateful rule (update_padded_wgrad)
-    # against the stages it fuses: dW0 stored, then update_padded. The rule is
-    # elementwise, so the claim is the same bits. Widths that leave a partial block.
-    x, y = _data(300, 50, "uint8")
-    out = []
-    for unfused in ("0", "1"):
-        monkeypatch.setenv("MNIST_MLP_TEST_UNFUSED", unfused)
-        m = mm.MLP(sizes, seed=2, dtype=dtype)
-        m.fit(x, y, epochs=2, batch_size=16, optimizer=opt(), shuffle=True, num_threads=2)
-        out.append(m.weights + m.biases)
-    for a, b in zip(*out):
-        np.testing.assert_array_equal(a, b)
-
-
 def test_cache_sizes_are_detected():
     l1, l2, l3 = _core.cache_sizes()
     assert 4096 <= l1 <= l2 <= l3
