@@ -520,6 +520,30 @@ def test_load_mnist_says_where_it_looked_outside_a_checkout(tmp_path, monkeypatc
     assert mm.load_mnist(split="test")[0].shape == (8, 28, 28)
 
 
+def test_load_mnist_finds_a_set_downloaded_into_the_cache(tmp_path, monkeypatch):
+    # After `mnist-mlp train --dataset mnist` (or datasets.load("mnist")) downloaded MNIST, a
+    # plain load_mnist() (`mnist-mlp train`) did not look there and asked for the files again.
+    monkeypatch.delenv("MNIST_MLP_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(ds, "_repo_data_dir", lambda: None)  # as outside a checkout
+    monkeypatch.chdir(tmp_path)
+    arrays = make_set(ds.cache_dir("mnist"))
+    (x, y), (xt, yt) = mm.load_mnist()
+    np.testing.assert_array_equal(x, arrays[0])
+    np.testing.assert_array_equal(yt, arrays[3])
+    # ./data still comes first
+    other = make_set(tmp_path / "data", seed=1)
+    np.testing.assert_array_equal(mm.load_mnist()[0][0], other[0])
+    # an incomplete cache is listed among the folders searched
+    for n in NAMES[:2]:
+        (ds.cache_dir("mnist") / n).unlink()
+    for n in NAMES:
+        (tmp_path / "data" / n).unlink()
+    with pytest.raises(ds.DatasetNotFoundError, match=r"mnist \(the download cache; holds only t10k"):
+        mm.load_mnist()
+
+
 def write_checkout(top: Path, pyproject: str | None, data: bool = True) -> Path:
     pkg = top / "python" / "mnist_mlp"
     pkg.mkdir(parents=True)

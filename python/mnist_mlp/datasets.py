@@ -951,8 +951,10 @@ def load(
 
 def _mnist_roots(root: PathLike | None) -> list[tuple[Path, str]]:
     """Where `mnist_mlp.load_mnist` looks, with what each folder is: ``root``
-    alone when given; else $MNIST_MLP_DATA (when set), ./data, then the data/
-    folder of the source checkout this package runs from (if it does)."""
+    alone when given; else $MNIST_MLP_DATA (when set), ./data, the data/
+    folder of the source checkout this package runs from (if it does), then
+    the folder `load("mnist")` downloads into (`cache_dir`, when it exists),
+    so that a set fetched once is found without naming it again."""
     if root is not None:
         return [(_root_path(root), "")]
     roots: list[tuple[Path, str]] = []
@@ -963,6 +965,9 @@ def _mnist_roots(root: PathLike | None) -> list[tuple[Path, str]]:
     repo = _repo_data_dir()
     if repo is not None and all(os.path.realpath(repo) != os.path.realpath(r) for r, _ in roots):
         roots.append((repo, "the source checkout's data/"))
+    cache = cache_dir("mnist")
+    if cache.is_dir() and all(os.path.realpath(cache) != os.path.realpath(r) for r, _ in roots):
+        roots.append((cache, "the download cache"))
     return roots
 
 

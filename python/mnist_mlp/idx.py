@@ -338,7 +338,9 @@ def load_mnist(root: str | os.PathLike | None = None, *, split: str | None = Non
     set, ``(x, y)``, and only its two files need to be there.
 
     With no ``root``: ``$MNIST_MLP_DATA`` (when set), then ``./data``, then the
-    ``data/`` folder of the source checkout the package runs from (if it does).
+    ``data/`` folder of the source checkout the package runs from (if it does),
+    then the download cache (`mnist_mlp.datasets.cache_dir("mnist")`, where
+    ``datasets.load("mnist")`` and ``--dataset mnist`` put the files).
     Never downloads; see `mnist_mlp.datasets.load` for that and for the other
     MNIST-format sets. Files missing: `mnist_mlp.datasets.DatasetNotFoundError`
     (a FileNotFoundError) naming them, each folder searched and what it lacks."""
