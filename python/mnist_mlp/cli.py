@@ -188,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data", default=None, metavar="DIR",
                       help="folder with the dataset's IDX files (default: $MNIST_MLP_DATA, then ./data, then a "
-                           "source checkout's data/)")
+                           "source checkout's data/, then the download cache)")
     data.add_argument("--dataset", default=None, metavar="NAME",
                       help="a named dataset from mnist_mlp.datasets (e.g. mnist, fashion-mnist), looked for "
                            "in --data, fetched when missing (default: MNIST from --data)")
