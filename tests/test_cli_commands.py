@@ -157,6 +157,29 @@ def test_plot(trained, small_data, tmp_path):
     assert r.returncode == 0 and sorted(p.name for p in (tmp_path / "only").iterdir()) == ["curves.png"]
 
 
+@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib is not installed")
+@pytest.mark.parametrize("fmt,magic", [("svg", b"<svg"), ("PDF", b"%PDF")])
+def test_plot_format_writes_every_figure_in_that_format(trained, small_data, tmp_path, fmt, magic):
+    out, _ = trained
+    r = run("plot", "--model", str(out / "m.npz"), "--data", str(small_data), "--out-dir", str(tmp_path),
+            "--format", fmt)
+    assert r.returncode == 0, r.stderr
+    ext = fmt.lower()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"confusion.{ext}", f"curves.{ext}", f"misclassified.{ext}"]
+    for p in tmp_path.iterdir():
+        assert magic in p.read_bytes()[:4096], p
+
+
+@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib is not installed")
+def test_plot_unknown_format_fails_before_any_work(trained, tmp_path):
+    out, _ = trained
+    r = run("plot", "--model", str(out / "m.npz"), "--out-dir", str(tmp_path / "figs"), "--format", "xyz")
+    assert r.returncode == 1 and r.stdout == ""
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("mnist-mlp: error: --format xyz: matplotlib cannot write .xyz figures; use one of ")
+    assert not (tmp_path / "figs").exists()
+
+
 def _test_errors(out: Path, data: Path) -> int:
     """How many test digits of ``data`` the trained model gets wrong."""
     _, (xt, yt) = mm.load_mnist(data)

@@ -85,14 +85,15 @@ PLOT_EXAMPLES = """examples:
   mnist-mlp plot --metrics metrics.json                 # curves.png
   mnist-mlp plot --model model.npz --out-dir figures    # curves (from the model's history), confusion, errors
   mnist-mlp plot --model model.npz --metrics metrics.json --data ~/mnist --max-errors 0
+  mnist-mlp plot --metrics metrics.json --format pdf    # curves.pdf
 
-Writes PNG files in --out-dir: curves.png (cross-entropy loss and accuracy per
-epoch, numbered from 0 as train prints them; from --metrics or else the
-model's saved history), confusion.png (confusion matrix on the test set: the
-counts, coloured by each error's share of its true class) and misclassified.png
-(the first --max-errors misclassified test digits, true -> predicted; with
---max-errors 0 it is not written). For another format, draw with
-mnist_mlp.plots, or train --plot FILE.pdf/.svg/.jpg. Needs matplotlib:
+Writes figures in --out-dir, as PNG unless --format names another format the
+installed matplotlib writes (pdf, svg, jpg, ...): curves.png (cross-entropy
+loss and accuracy per epoch, numbered from 0 as train prints them; from
+--metrics or else the model's saved history), confusion.png (confusion matrix
+on the test set: the counts, coloured by each error's share of its true class)
+and misclassified.png (the first --max-errors misclassified test digits,
+true -> predicted; with --max-errors 0 it is not written). Needs matplotlib:
 pip install "mnist_mlp[plot]".
 """
 
@@ -238,7 +239,9 @@ def _parser() -> argparse.ArgumentParser:
                         epilog=PLOT_EXAMPLES, formatter_class=raw)
     pl.add_argument("--model", default=None, metavar="MODEL.npz", help="a saved model (confusion matrix, misclassified digits)")
     pl.add_argument("--metrics", default=None, metavar="METRICS.json", help="written by train --metrics-json (curves)")
-    pl.add_argument("--out-dir", default=".", metavar="DIR", help="where the PNG files go (default: .)")
+    pl.add_argument("--out-dir", default=".", metavar="DIR", help="where the figures go (default: .)")
+    pl.add_argument("--format", default="png", metavar="EXT",
+                    help="the figures' file format: png, pdf, svg, jpg, ... (default: png)")
     pl.add_argument("--max-errors", type=_int_at_least(0), default=36, metavar="N",
                     help="misclassified digits shown (default: 36; 0: no misclassified.png)")
 
@@ -671,6 +674,13 @@ def _plot(args: argparse.Namespace, usage: Callable[[str], Any]) -> int:
     from . import plots
 
     out = Path(args.out_dir)
+    ext = args.format.lower().lstrip(".")
+    try:
+        plots.check_figure_path(out / f"curves.{ext}")
+    except ValueError as e:
+        raise CLIError(f"--format {args.format}: {str(e).split(': ', 1)[-1]}") from None
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out-dir {display_name(args.out_dir)}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     model = _load_model(args.model) if args.model else None
     history: list[dict[str, Any]] = []
@@ -693,7 +703,7 @@ def _plot(args: argparse.Namespace, usage: Callable[[str], Any]) -> int:
         history = model.history
         title = f"{'-'.join(map(str, model.layer_sizes))} MLP ({args.model})"
     if history:
-        print(f"wrote {plots.training_curves(history, out / 'curves.png', title=title)}")
+        print(f"wrote {plots.training_curves(history, out / f'curves.{ext}', title=title)}")
     elif model is not None:
         print(f"{args.model}: the model has no training history: no curves")
     if model is not None:
@@ -702,13 +712,13 @@ def _plot(args: argparse.Namespace, usage: Callable[[str], Any]) -> int:
         probs = model.predict_proba(xt)
         pred = probs.argmax(axis=1)
         classes = list(range(model.layer_sizes[-1]))
-        print(f"wrote {plots.confusion_matrix(yt, pred, out / 'confusion.png', labels=classes)}")
+        print(f"wrote {plots.confusion_matrix(yt, pred, out / f'confusion.{ext}', labels=classes)}")
         wrong = int(np.sum(pred != yt))
         if args.max_errors == 0:
-            print(f"skipped {out / 'misclassified.png'} (--max-errors 0): {wrong} of {len(yt)} test digits misclassified")
+            print(f"skipped {out / f'misclassified.{ext}'} (--max-errors 0): {wrong} of {len(yt)} test digits misclassified")
         else:
             images = xt if xt.ndim == 3 else xt.reshape(len(xt), -1)
-            path = plots.misclassified_grid(images, yt, pred, out / "misclassified.png", probs=probs,
+            path = plots.misclassified_grid(images, yt, pred, out / f"misclassified.{ext}", probs=probs,
                                             max_images=args.max_errors)
             print(f"wrote {path} ({wrong} of {len(yt)} test digits misclassified, "
                   f"{min(wrong, args.max_errors)} shown)")
