@@ -208,7 +208,7 @@ def inputs(
     x = input_values(x, name)
     if x.ndim == 0:
         raise ValueError(f"{name} must be 2-D (samples, features), got a scalar")
-    if one_sample and x.size == features and _one_sample_shape(x.shape, features):
+    if one_sample and _one_sample_shape(x.shape, features):
         x = x.reshape(1, features)  # one image, (28, 28) or (784,); ravel order is the image's rows
     if x.ndim == 1:
         raise ValueError(f"{name} must be 2-D (samples, features), got shape {x.shape}; use {name}[None, :] for one sample")
@@ -216,7 +216,7 @@ def inputs(
         x = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))  # (N, 28, 28) images -> (N, 784); N may be 0
     if x.shape[1] != features:
         hint = ""
-        if x.size == features and _one_sample_shape(x.shape, features):
+        if _one_sample_shape(x.shape, features):
             hint = f"; for a single sample of shape {x.shape} use {name}.reshape(1, {features})"
         raise ValueError(f"{name} has {x.shape[1]} features per sample, the model expects {features}{hint}")
     if x.shape[0] == 0:

@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a failure (one line on stderr, ``mnist-mlp: error: ...`
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib.util
 import json
 import math
@@ -21,7 +22,7 @@ import numpy as np
 
 from . import _validate as V
 from ._files import atomic_write, check_regular_file, check_writable_target, display_name
-from ._progress import NoBar, progress_bar
+from ._progress import progress_bar
 
 MAIN_EXAMPLES = """examples:
   mnist-mlp train --save model.npz --metrics-json metrics.json --plot curves.png
@@ -347,26 +348,22 @@ def _result_line(rec: dict[str, Any], seconds: float) -> str:
 # Commands
 
 
-def _output_path(flag: str, path: str | None) -> None:
-    """Checks an output path before any work: a missing or read-only folder, or
-    a directory where the file should go, fails now, not after training."""
-    if path is None:
-        return
-    try:
-        check_writable_target(path)
-    except (OSError, ValueError) as e:
-        raise CLIError(f"{flag}: {e}") from None
-
-
 def _check_outputs(*pairs: tuple[str, str | None]) -> None:
+    """Checks (flag, path) outputs before any work: a missing or read-only
+    folder, a directory where the file should go, or two flags naming one file
+    fail now, not after training."""
     seen: dict[str, str] = {}
     for flag, path in pairs:
-        _output_path(flag, path)
-        if path is not None:
-            key = os.path.realpath(path)
-            if key in seen:
-                raise CLIError(f"{seen[key]} and {flag} name the same file, {display_name(path)}")
-            seen[key] = flag
+        if path is None:
+            continue
+        try:
+            check_writable_target(path)
+        except (OSError, ValueError) as e:
+            raise CLIError(f"{flag}: {e}") from None
+        key = os.path.realpath(path)
+        if key in seen:
+            raise CLIError(f"{seen[key]} and {flag} name the same file, {display_name(path)}")
+        seen[key] = flag
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -401,11 +398,13 @@ def _train(args: argparse.Namespace) -> int:
                 f"--resume {display_name(args.resume)}: the model has already been trained for "
                 f"{len(model.history)} epochs; --epochs is the total, so ask for more than {len(model.history)}"
             )
+    elif args.seed is None:
+        args.seed = 0  # the default; a resumed model's shuffling state comes from its file (seed stays None)
     (x, y), (xt, yt), source, folder = _load_data(args)
     if model is None:
         features = int(np.prod(x.shape[1:]))
         sizes = [features, *(args.hidden or [300]), _num_classes(y, yt)]
-        model = MLP(sizes, seed=0 if args.seed is None else args.seed, dtype=args.dtype or "float32")
+        model = MLP(sizes, seed=args.seed, dtype=args.dtype or "float32")
     else:
         sizes = model.layer_sizes
         _check_fits(model, x, y, f"the training set of {source}")
@@ -479,7 +478,7 @@ def _write_outputs(args: argparse.Namespace, model: Any, sizes: list[int], sourc
                 "lr": args.lr,
                 "batch_size": args.batch_size,
                 "epochs": args.epochs,
-                "seed": (0 if args.seed is None else args.seed) if not args.resume else None,  # resumed: the file's state
+                "seed": args.seed,  # None when resumed: the file's shuffling state
                 "threads": args.threads,
                 "dtype": model.dtype.name,
                 "shuffle": args.shuffle,
@@ -591,26 +590,28 @@ def _read_input(path: str, features: int) -> tuple[np.ndarray, bool]:
     raise CLIError(f"{name}: an array of shape {arr.shape} does not hold rows of {features} values (the model's input)")
 
 
-def _saved_input_names(paths: Sequence[str], folder: str) -> dict[str, Path]:
-    """Where --save-inputs writes each image input: STEM.28x28.png, or, where
-    stems collide (a/d.png and b/d.png, seven.gif and seven.bmp), NAME.28x28.png
-    with the extension kept, and -2, -3, ... in the order given beyond that."""
+def _saved_input_names(paths: Sequence[str], folder: str) -> list[Path | None]:
+    """Where --save-inputs writes each input (None for those that are not
+    images): STEM.28x28.png, or, where stems collide (a/d.png and b/d.png,
+    seven.gif and seven.bmp), NAME.28x28.png with the extension kept, and -2,
+    -3, ... in the order given beyond that."""
     from .images import IMAGE_SUFFIXES
 
-    images = [p for p in paths if p.lower().endswith(IMAGE_SUFFIXES)]
-    stems: dict[str, int] = {}
-    for p in images:
-        stems[Path(p).stem.casefold()] = stems.get(Path(p).stem.casefold(), 0) + 1
-    out: dict[str, Path] = {}
+    is_image = [p.lower().endswith(IMAGE_SUFFIXES) for p in paths]
+    stems = collections.Counter(Path(p).stem.casefold() for p, img in zip(paths, is_image) if img)
+    out: list[Path | None] = []
     used: set[str] = set()
-    for i, p in enumerate(images):
+    for p, img in zip(paths, is_image):
+        if not img:
+            out.append(None)
+            continue
         base = Path(p).stem if stems[Path(p).stem.casefold()] == 1 else Path(p).name
         name, k = base, 1
         while name.casefold() in used:  # casefold: D.png and d.png are one file on macOS and Windows
             k += 1
             name = f"{base}-{k}"
         used.add(name.casefold())
-        out[f"{i}:{p}"] = Path(folder) / f"{name}.28x28.png"
+        out.append(Path(folder) / f"{name}.28x28.png")
     return out
 
 
@@ -626,12 +627,9 @@ def _predict(args: argparse.Namespace) -> int:
             raise CLIError(f"--save-inputs {display_name(args.save_inputs)}: exists and is not a folder")
         os.makedirs(args.save_inputs, exist_ok=True)
         targets = _saved_input_names(args.inputs, args.save_inputs)
-    failed, image_no = [], 0
-    for path in args.inputs:
+    failed = []
+    for j, path in enumerate(args.inputs):
         # Each input on its own: a bad one is reported and the others go on.
-        is_image_name = path.lower().endswith(IMAGE_SUFFIXES)
-        key = f"{image_no}:{path}"
-        image_no += is_image_name
         try:
             x, is_image = _read_input(path, features)
             if is_image and features != 784:
@@ -652,7 +650,7 @@ def _predict(args: argparse.Namespace) -> int:
             if args.save_inputs:
                 from PIL import Image
 
-                out = targets[key]
+                out = targets[j]
                 Image.fromarray(x.reshape(28, 28)).save(out)
                 line += f", seen as {display_name(str(out))}"
             print(line, flush=True)

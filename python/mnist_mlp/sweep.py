@@ -62,8 +62,8 @@ import contextlib
 import copy
 import csv
 import itertools
-import math
 import json
+import math
 import numbers
 import os
 import sys
