@@ -11,10 +11,15 @@ same machine state:
 - sequential: the 8 trials through `mnist_mlp.sweep.run_trial` (the code a worker
   runs, without Dask), one thread each;
 - sweep: `mm.sweep` on an already running LocalCluster of 2 worker processes of
-  one thread each (`threads_per_trial=1`): scattering the data, submitting,
+  one thread each (`mm.local_cluster(2)`, the cluster `sweep(scheduler=None)`
+  starts, with `threads_per_trial=1`): scattering the data, submitting,
   training, returning the models;
-- cold sweep (first repeat only): `mm.sweep(scheduler=None, n_workers=2)`, the
+- cold sweep (once, at the end): `mm.sweep(scheduler=None, n_workers=2)`, the
   cluster's start and close included.
+
+``--dask-monitoring`` runs the sweeps on a LocalCluster with Dask's default
+monitoring instead (profiler, 20 ms tick, system monitor), to measure what
+`mnist_mlp.sweep.QUIET_MONITORING` saves; it skips the cold sweep.
 
 Reports medians: the speed-up (sequential / sweep) and the per-trial overhead
 Dask adds, ``(2 x sweep - sequential) / 8``: the worker time each trial costs
@@ -49,6 +54,9 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     ap.add_argument("--json", default=None, help="write the raw timings here")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2000 images, 1 epoch, 1 repeat")
+    ap.add_argument("--dask-monitoring", action="store_true",
+                    help="run the cluster with Dask's default monitoring instead of QUIET_MONITORING "
+                         "(to measure what that saves)")
     args = ap.parse_args()
     if args.quick:
         args.repeats, args.epochs, args.subset = 1, 1, 2000
@@ -65,9 +73,12 @@ def main() -> None:
     seq, warm, cold = [], [], None
     fit_local, fit_worker, busiest = [], [], []  # summed train_seconds; the busier worker's sum
     same = True
-    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, env={"OMP_NUM_THREADS": "1"}) as cluster, \
-            distributed.Client(cluster) as client:
+    if args.dask_monitoring:
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                           dashboard_address=None, env={"OMP_NUM_THREADS": "1"})
+    else:
+        cluster = mm.local_cluster(n_workers=workers, threads_per_trial=1)
+    with cluster, distributed.Client(cluster) as client:
         client.wait_for_workers(workers, timeout=60)
         mm.sweep({"hidden": [(8,)]}, (x[:100], y[:100]), (xt[:100], yt[:100]), scheduler=client)  # imports, warm-up
         for r in range(args.repeats):
@@ -88,9 +99,10 @@ def main() -> None:
                 per_worker[t["worker"]] = per_worker.get(t["worker"], 0.0) + t["train_seconds"]
             busiest.append(max(per_worker.values()))
             print(f"repeat {r}: sequential {seq[-1]:.3f} s, sweep {warm[-1]:.3f} s", flush=True)
-    t0 = time.perf_counter()
-    mm.sweep(grid, (x, y), (xt, yt), scheduler=None, n_workers=workers)
-    cold = time.perf_counter() - t0
+    if not args.dask_monitoring:
+        t0 = time.perf_counter()
+        mm.sweep(grid, (x, y), (xt, yt), scheduler=None, n_workers=workers)
+        cold = time.perf_counter() - t0
 
     s, w = statistics.median(seq), statistics.median(warm)
     overhead = (workers * w - s) / n
@@ -101,7 +113,8 @@ def main() -> None:
     print(f"| sequential, 1 process, 1 thread | {s:.3f} ({min(seq):.3f}-{max(seq):.3f}) | {s / n:.3f} s |")
     print(f"| sweep, 2 workers x 1 thread (cluster running) | {w:.3f} ({min(warm):.3f}-{max(warm):.3f}) | "
           f"{workers * w / n:.3f} s of a worker |")
-    print(f"| sweep with the LocalCluster's start and close | {cold:.3f} | |")
+    if not args.dask_monitoring:
+        print(f"| sweep with the LocalCluster's start and close | {cold:.3f} | |")
     print(f"\nspeed-up {s / w:.2f}x; Dask's overhead per trial {overhead * 1e3:.0f} ms "
           f"((2 x sweep - sequential) / {n})")
     fl, fw, bw = statistics.median(fit_local), statistics.median(fit_worker), statistics.median(busiest)
@@ -115,6 +128,7 @@ def main() -> None:
             "trials": n, "epochs": args.epochs, "train_samples": len(x), "repeats": args.repeats,
             "sequential_seconds": seq, "sweep_seconds": warm, "cold_sweep_seconds": cold,
             "speedup": s / w, "overhead_per_trial_seconds": overhead, "bitwise_equal": same,
+            "monitoring": "dask defaults" if args.dask_monitoring else "QUIET_MONITORING",
         }, indent=2) + "\n")
 
 

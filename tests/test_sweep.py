@@ -42,10 +42,10 @@ def small(mnist):
 
 @pytest.fixture(scope="module")
 def client():
-    """A LocalCluster of 2 single-threaded worker processes, for the tests that share one."""
+    """A LocalCluster of 2 single-threaded worker processes (the one mm.sweep starts), for the
+    tests that share one."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+    with mm.local_cluster(n_workers=2) as cluster, distributed.Client(cluster) as c:
         c.wait_for_workers(2, timeout=60)
         yield c
 
@@ -208,6 +208,23 @@ def test_local_cluster_trials_equal_local_fits_bitwise(small):
     while set(multiprocessing.active_children()) - before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not set(multiprocessing.active_children()) - before
+
+
+def test_local_cluster_quiets_the_dashboards_monitoring(client):
+    import dask
+
+    # the workers got QUIET_MONITORING from their nannies: no profiler, a 1 s tick
+    workers = client.run(lambda dask_worker: (dask.config.get("distributed.worker.profile.enabled"),
+                                              "profile" in dask_worker.periodic_callbacks,
+                                              dask_worker.periodic_callbacks["tick"].callback_time,
+                                              dask_worker.periodic_callbacks["memory_monitor"].callback_time))
+    assert list(workers.values()) == [(False, False, 1000, 100)] * 2  # the memory monitor keeps its 100 ms
+    assert client.run_on_scheduler(lambda dask_scheduler: (dask_scheduler.periodic_callbacks["tick"].callback_time,
+                                                           dask_scheduler.periodic_callbacks["monitor"].callback_time)) == (1000, 2000)
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # this process's settings are untouched
+    assert client.run(lambda: os.environ["OMP_NUM_THREADS"]) == dict.fromkeys(workers, "1")
+    with pytest.raises(ValueError, match="n_workers"):
+        mm.local_cluster(n_workers=0)
 
 
 def test_other_keys_threads_and_data_sent_once(client, small):

@@ -11,7 +11,7 @@ from .model import MLP
 from ._validate import UnscaledInputWarning
 from .compat import NN
 from .estimator import MLPClassifier
-from .sweep import SweepResult, sweep  # dask.distributed is imported only when a sweep runs
+from .sweep import SweepResult, local_cluster, sweep  # dask.distributed is imported only when a sweep runs
 from . import images, plots  # matplotlib and Pillow are imported only when used
 
 __version__: str = _core.__version__
@@ -26,6 +26,7 @@ __all__ = [
     "datasets",
     "images",
     "load_mnist",
+    "local_cluster",
     "ops",
     "optim",
     "plots",
