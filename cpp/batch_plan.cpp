@@ -57,7 +57,16 @@ int64_t row_nonzeros(const InputView& x, const NonzeroIndex* nz, int64_t i, uint
     return n;
 }
 
-int64_t union_size(const uint64_t* bm, const int32_t* rows, int n, int64_t words) {
+// The grouping below is mostly population counts: on x86-64 these functions are
+// compiled twice, with the POPCNT instruction and without (the baseline has
+// none, and its library routine is several times slower), and the loader picks.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MM_POPCNT_CLONES __attribute__((target_clones("popcnt", "default")))
+#else
+#define MM_POPCNT_CLONES
+#endif
+
+MM_POPCNT_CLONES int64_t union_size(const uint64_t* bm, const int32_t* rows, int n, int64_t words) {
     int64_t s = 0;
     for (int64_t w = 0; w < words; ++w) {
         uint64_t u = 0;
@@ -73,8 +82,8 @@ int64_t union_size(const uint64_t* bm, const int32_t* rows, int n, int64_t words
 // to two groups: the best split (35 candidates for 8 samples); more: greedy, each
 // group grown by the sample that adds fewest new inputs. On MNIST's blocks of 64
 // the unions are 20% smaller than those of consecutive samples.
-void group_samples(int32_t* perm, uint64_t* bm, uint64_t* acc, const uint16_t* nk, const int64_t* nn, int64_t rows,
-                   int64_t d, int64_t words) {
+MM_POPCNT_CLONES void group_samples(int32_t* perm, uint64_t* bm, uint64_t* acc, const uint16_t* nk, const int64_t* nn,
+                                    int64_t rows, int64_t d, int64_t words) {
     // bm: (rows, words) scratch; acc: (words) scratch
     constexpr int G = kPlanGroup;
     for (int64_t r = 0; r < rows; ++r) {
@@ -129,6 +138,29 @@ void group_samples(int32_t* perm, uint64_t* bm, uint64_t* acc, const uint16_t* n
     }
 }
 
+// The dot products of each sample with the samples of the block's earlier
+// batches: dots[s1 * span + s2] = x_s1 . x_s2 for s1 in [batch, rows) and s2
+// below s1's batch. Each nonzero pixel (k, v) of s1 adds v times input k's
+// column of the block, xt[k * span ..] (the block's pixels, input-major, zero
+// where a sample's pixel is): dense runs the compiler vectorizes, where summing
+// pair by pair over the inputs the samples share scattered one product at a time.
+// Exact: integers, at most 784 * 255^2 per dot product.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void cross_batch_dots(uint32_t* dots, const uint16_t* xt, const uint16_t* nk, const uint8_t* nv, const int64_t* nn,
+                      int64_t rows, int64_t batch, int64_t span, int64_t d) {
+    for (int64_t s1 = batch; s1 < rows; ++s1) {
+        const int64_t lim = s1 / batch * batch;
+        uint32_t* row = dots + s1 * span;
+        for (int64_t t = 0; t < nn[s1]; ++t) {
+            const uint16_t* col = xt + nk[s1 * d + t] * span;
+            const uint32_t v1 = nv[s1 * d + t];
+            for (int64_t s2 = 0; s2 < lim; ++s2) row[s2] += v1 * col[s2];
+        }
+    }
+}
+
 }  // namespace
 
 BatchPlanData::BatchPlanData(const InputView& x, int64_t batch, int nthreads, int (*stop)(void*), void* ctx)
@@ -172,6 +204,7 @@ bool BatchPlanData::build(const InputView& x, const NonzeroIndex* nz, int64_t ba
         std::vector<int32_t> cnt, order, first, perm;
         std::vector<uint64_t> mark, bm, acc;
         std::vector<uint32_t> dots;
+        std::vector<uint16_t> xt;
         std::vector<uint16_t> uk;
         std::vector<uint8_t> umask;
     };
@@ -191,6 +224,7 @@ bool BatchPlanData::build(const InputView& x, const NonzeroIndex* nz, int64_t ba
         buf.bm.resize((size_t)(span * words));
         buf.acc.resize((size_t)words);
         buf.dots.assign((size_t)(span * span), 0);
+        buf.xt.assign((size_t)(d * span), 0);
         buf.uk.resize((size_t)d);
         buf.umask.resize((size_t)d);
     }
@@ -232,6 +266,21 @@ bool BatchPlanData::build(const InputView& x, const NonzeroIndex* nz, int64_t ba
                     nn[(size_t)r] = row_nonzeros(x, nz, r0 + r, nk.data() + r * d, nv.data() + r * d);
                     total += nn[(size_t)r];
                 }
+                uint8_t* members = fperm_.data() + b * gpb * G;
+                if (pass == 0) {
+                    // Sizes only, from the samples' bitmaps of inputs that the grouping
+                    // builds: the inputs the block uses, its entries, each forward
+                    // group's union. Pass 1 counts them again from the lists it writes.
+                    group_samples(perm.data(), buf.bm.data(), buf.acc.data(), nk.data(), nn.data(), rows, d, words);
+                    for (int64_t i = 0; i < rows; ++i) members[i] = (uint8_t)perm[(size_t)i];
+                    row_off_[(size_t)b + 1] = union_size(buf.bm.data(), perm.data(), (int)rows, words);
+                    ent_off_[(size_t)b + 1] = total;
+                    for (int64_t q = 0; q < gpb; ++q) {
+                        const int in_group = (int)std::max<int64_t>(0, std::min<int64_t>(G, rows - q * G));
+                        fwd_off_[(size_t)(b * gpb + q) + 1] = union_size(buf.bm.data(), perm.data() + q * G, in_group, words);
+                    }
+                    continue;
+                }
                 // Update lists: the inputs the block uses, each with its samples in order.
                 int64_t used = 0;
                 for (int64_t r = 0; r < rows; ++r)
@@ -242,17 +291,13 @@ bool BatchPlanData::build(const InputView& x, const NonzeroIndex* nz, int64_t ba
                         slot[(size_t)(k * span + c)] = (uint16_t)((r << 8) | nv[(size_t)(r * d + t)]);
                         cnt[(size_t)k] = c + 1;
                     }
-                if (pass == 1 && (used != row_off_[(size_t)b + 1] - row_off_[(size_t)b] ||
-                                  total != ent_off_[(size_t)b + 1] - ent_off_[(size_t)b])) {
+                if (used != row_off_[(size_t)b + 1] - row_off_[(size_t)b] ||
+                    total != ent_off_[(size_t)b + 1] - ent_off_[(size_t)b]) {
                     changed.store(true, std::memory_order_relaxed);  // the pixels changed: write nothing
                     for (int64_t u = 0; u < used; ++u) cnt[(size_t)order[(size_t)u]] = 0;
                     continue;
                 }
-                if (pass == 0) {
-                    row_off_[(size_t)b + 1] = used;
-                    ent_off_[(size_t)b + 1] = total;
-                    for (int64_t u = 0; u < used; ++u) cnt[(size_t)order[(size_t)u]] = 0;
-                } else {
+                {
                     // Rows by count (stable), then each row's entries.
                     for (int64_t c = 0; c <= span + 1; ++c) first[(size_t)c] = 0;
                     for (int64_t u = 0; u < used; ++u) ++first[(size_t)cnt[(size_t)order[(size_t)u]] + 1];
@@ -263,23 +308,22 @@ bool BatchPlanData::build(const InputView& x, const NonzeroIndex* nz, int64_t ba
                         const int32_t k = order[(size_t)u];
                         rws[first[(size_t)cnt[(size_t)k]]++] = (uint16_t)k;
                     }
-                    // Each row's entries, and the dot products between samples of
-                    // different batches, summed input by input: only the pairs that
-                    // share an input cost anything.
+                    // Each row's entries.
                     uint16_t* e = ent_.data() + ent_off_[(size_t)b];
                     for (int64_t u = 0; u < used; ++u) {
                         const int32_t k = rws[u];
                         const uint16_t* sl = slot.data() + k * span;
-                        for (int32_t t = 0; t < cnt[(size_t)k]; ++t) {
-                            *e++ = sl[t];
-                            const int64_t s1 = sl[t] >> 8, lim = s1 / batch * batch;
-                            const uint32_t v1 = sl[t] & 255;
-                            uint32_t* row = dots.data() + s1 * span;
-                            for (int32_t t2 = 0; t2 < t && (sl[t2] >> 8) < lim; ++t2)
-                                row[sl[t2] >> 8] += v1 * (uint32_t)(sl[t2] & 255);
-                        }
+                        for (int32_t t = 0; t < cnt[(size_t)k]; ++t) *e++ = sl[t];
                         cnt[(size_t)k] = 0;
                     }
+                    // The dot products between samples of different batches, from the
+                    // block's pixels input-major (xt, zero again afterwards).
+                    uint16_t* xt = buf.xt.data();
+                    for (int64_t r = 0; r < rows; ++r)
+                        for (int64_t t = 0; t < nn[(size_t)r]; ++t) xt[nk[(size_t)(r * d + t)] * span + r] = nv[(size_t)(r * d + t)];
+                    cross_batch_dots(dots.data(), xt, nk.data(), nv.data(), nn.data(), rows, batch, span, d);
+                    for (int64_t r = 0; r < rows; ++r)
+                        for (int64_t t = 0; t < nn[(size_t)r]; ++t) xt[nk[(size_t)(r * d + t)] * span + r] = 0;
                     uint32_t* g = gram_.data() + b * gram_per_block;
                     for (int64_t j = 1; j < kb; ++j)
                         for (int64_t r = 0; r < batch; ++r) {
@@ -292,16 +336,10 @@ bool BatchPlanData::build(const InputView& x, const NonzeroIndex* nz, int64_t ba
                             }
                         }
                 }
-                // Forward groups: which samples go together (fewest distinct inputs),
-                // then each sample's pixels into its column of xd, and the marked
-                // inputs in increasing order.
-                uint8_t* members = fperm_.data() + b * gpb * G;
-                if (pass == 0) {
-                    group_samples(perm.data(), buf.bm.data(), buf.acc.data(), nk.data(), nn.data(), rows, d, words);
-                    for (int64_t i = 0; i < rows; ++i) members[i] = (uint8_t)perm[(size_t)i];
-                } else {
-                    for (int64_t i = 0; i < rows; ++i) perm[(size_t)i] = members[i];
-                }
+                // Forward groups (which samples go together was chosen in pass 0):
+                // each sample's pixels into its column of xd, and the marked inputs
+                // in increasing order.
+                for (int64_t i = 0; i < rows; ++i) perm[(size_t)i] = members[i];
                 for (int64_t q = 0; q < gpb; ++q) {
                     for (int64_t g = 0; g < G && q * G + g < rows; ++g) {
                         const int64_t r = perm[(size_t)(q * G + g)];
@@ -326,9 +364,9 @@ bool BatchPlanData::build(const InputView& x, const NonzeroIndex* nz, int64_t ba
                             ++u;
                         }
                     }
-                    if (pass && u != fwd_off_[(size_t)gi + 1] - fwd_off_[(size_t)gi]) {
+                    if (u != fwd_off_[(size_t)gi + 1] - fwd_off_[(size_t)gi]) {
                         changed.store(true, std::memory_order_relaxed);
-                    } else if (pass) {
+                    } else {
                         // The inputs by member mask (a counting sort, stable: increasing within a mask).
                         int32_t* pat = fpat_.data() + gi * 16;
                         int64_t start[17] = {};
@@ -345,7 +383,6 @@ bool BatchPlanData::build(const InputView& x, const NonzeroIndex* nz, int64_t ba
                     }
                     for (int64_t t = 0; t < u; ++t)
                         for (int g = 0; g < G; ++g) xd[(size_t)(buf.uk[(size_t)t] * G + g)] = 0;
-                    if (pass == 0) fwd_off_[(size_t)gi + 1] = u;
                 }
             }
         }
