@@ -1,4 +1,4 @@
-"""Type stubs for the native core (cpp/bindings.cpp). Private: use the
+"""Type stubs for the native core (cpp/bindings/). Private: use the
 `mnist_mlp` package, which validates arguments before calling these."""
 
 from typing import Any, Callable, Generic, TypedDict, TypeVar, overload

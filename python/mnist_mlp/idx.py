@@ -31,7 +31,7 @@ _TYPE_CODES = {
 _FILE_DTYPES = {code: dt for dt, code in _TYPE_CODES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
 
-# The limits of cpp/idx.cpp, mirrored by the pure-Python reader below (used for
+# The limits of cpp/data/idx.cpp, mirrored by the pure-Python reader below (used for
 # mmap=True and for builds without zlib), which reports the same messages.
 _MAX_DATA_BYTES = 1 << 48  # a header that asks for more is refused as an overflow
 _MAX_DEFLATE_RATIO = 1032  # deflate cannot do better than about 1032:1
@@ -123,7 +123,7 @@ def _dims_str(dims: Sequence[int]) -> str:
 
 
 def _parse_header(read: Callable[[int], bytes], name: str, max_bytes: int, compressed: bool) -> IdxHeader:
-    """Reads and checks an IDX header the way cpp/idx.cpp does, with the same
+    """Reads and checks an IDX header the way cpp/data/idx.cpp does, with the same
     messages. ``max_bytes`` is the file size (raw) or the most the gzip stream
     could inflate to."""
 
@@ -147,7 +147,7 @@ def _parse_header(read: Callable[[int], bytes], name: str, max_bytes: int, compr
     if len(raw) < 4 * ndim:
         fail(f"truncated header: {ndim} dimensions need {4 * ndim} bytes, only {len(raw)} present")
     dims = struct.unpack(f">{ndim}I", raw)
-    # cpp/idx.cpp multiplies in uint64 and flags a step that would wrap.
+    # cpp/data/idx.cpp multiplies in uint64 and flags a step that would wrap.
     count, overflow = 1, False
     for d in dims:
         if d and count * d > 0xFFFFFFFFFFFFFFFF:
@@ -209,7 +209,7 @@ def _numpy_probe(h: IdxHeader, name: str) -> np.ndarray:
 
 class _GzipReader:
     """Streams the inflated bytes of one or more concatenated gzip members,
-    with the checks and messages of cpp/idx.cpp's GzipSource."""
+    with the checks and messages of cpp/data/idx.cpp's GzipSource."""
 
     def __init__(self, f: BinaryIO, size: int, name: str) -> None:
         self._f, self._name = f, name
@@ -264,7 +264,7 @@ def _read_gzip_python(f: BinaryIO, size: int, name: str) -> np.ndarray:
         # shows; report the corruption, the real cause, when the stream has one.
         # Not when the stream error is what stopped the header (reading on would
         # only replace it with a vaguer one), and bounded: a bomb behind a bad
-        # header must not keep us inflating. (cpp/idx.cpp drains in both cases.)
+        # header must not keep us inflating. (cpp/data/idx.cpp drains in both cases.)
         if not src.failed:
             for _ in range(_DRAIN_LIMIT >> 14):
                 if len(src.read(1 << 14)) < 1 << 14:

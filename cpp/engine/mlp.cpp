@@ -1,4 +1,4 @@
-#include "mlp.hpp"
+#include "engine/mlp.hpp"
 
 #include <cstdint>
 #include <cstdlib>

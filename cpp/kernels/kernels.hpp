@@ -38,7 +38,7 @@ struct NonzeroIndex {
     const uint8_t* val;
 };
 
-// The fused training variant (train_fast.inc) takes one hidden ReLU layer and
+// The fused training variant (engine/train_fast.inc) takes one hidden ReLU layer and
 // batches up to this size.
 constexpr int64_t kFastMaxBatch = 64;
 

@@ -1,4 +1,4 @@
-#include "nonzero_index.hpp"
+#include "data/nonzero_index.hpp"
 
 #include <algorithm>
 #include <cstring>

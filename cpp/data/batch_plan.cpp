@@ -1,6 +1,6 @@
-#include "batch_plan.hpp"
+#include "data/batch_plan.hpp"
 
-#include "nonzero_index.hpp"
+#include "data/nonzero_index.hpp"
 
 #include <algorithm>
 #include <atomic>

@@ -16,12 +16,12 @@
 #include <omp.h>
 #endif
 
-#include "batch_plan.hpp"
-#include "idx.hpp"
-#include "kernels.hpp"
-#include "mlp.hpp"
-#include "nonzero_index.hpp"
-#include "threads.hpp"
+#include "data/batch_plan.hpp"
+#include "data/idx.hpp"
+#include "kernels/kernels.hpp"
+#include "engine/mlp.hpp"
+#include "data/nonzero_index.hpp"
+#include "engine/threads.hpp"
 
 namespace py = pybind11;
 using namespace mm;
@@ -164,7 +164,7 @@ void check_labels(const Labels& y, int64_t n, int64_t classes) {
                                   " is outside [0, " + std::to_string(classes) + ")");
 }
 
-// Threads for a call (threads.hpp decides); called with the GIL held. When the
+// Threads for a call (engine/threads.hpp decides); called with the GIL held. When the
 // system would not start all of them, the call runs with fewer and says so.
 int call_threads(std::optional<int> n) {
     const ThreadCount t = mm::resolve_threads(n);

@@ -10,12 +10,12 @@
 #include <omp.h>
 #endif
 
-#include "kernels.hpp"
+#include "kernels/kernels.hpp"
 
 namespace mm {
 namespace generic {
 #define MM_VBYTES 16
-#include "kernels_impl.hpp"
+#include "kernels/kernels_impl.hpp"
 
 const Kernels<float> kernels_f32 = make_kernels<float>("generic");
 const Kernels<double> kernels_f64 = make_kernels<double>("generic");

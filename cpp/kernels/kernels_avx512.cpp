@@ -10,12 +10,12 @@
 #include <omp.h>
 #endif
 
-#include "kernels.hpp"
+#include "kernels/kernels.hpp"
 
 namespace mm {
 namespace avx512 {
 #define MM_VBYTES 64
-#include "kernels_impl.hpp"
+#include "kernels/kernels_impl.hpp"
 
 const Kernels<float> kernels_f32 = make_kernels<float>("avx512");
 const Kernels<double> kernels_f64 = make_kernels<double>("avx512");

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <new>
 
-#include "kernels.hpp"
+#include "kernels/kernels.hpp"
 
 namespace mm {
 

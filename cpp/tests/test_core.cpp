@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "idx.hpp"
-#include "kernels.hpp"
-#include "mlp.hpp"
-#include "nonzero_index.hpp"
+#include "data/idx.hpp"
+#include "kernels/kernels.hpp"
+#include "engine/mlp.hpp"
+#include "data/nonzero_index.hpp"
 
 using namespace mm;
 

@@ -1,13 +1,13 @@
 // The once-per-fit plan of every batch when batches are taken in order (no
 // shuffling): each step's update lists and forward groups, listed from the
 // pixels once instead of by every thread at every step. See BatchPlan in
-// kernels.hpp for the layout; about 6 bytes per nonzero pixel, ~50 MB for MNIST.
+// kernels/kernels.hpp for the layout; about 6 bytes per nonzero pixel, ~50 MB for MNIST.
 #pragma once
 #include <cstdint>
 #include <exception>
 #include <vector>
 
-#include "kernels.hpp"
+#include "kernels/kernels.hpp"
 
 namespace mm {
 
