@@ -346,7 +346,7 @@ def test_corruption_inside_the_header_is_reported_as_corruption():
 
 def test_empty_array_with_huge_other_dimensions(tmp_path):
     # 4e9 x 4e9 x 0: no data and no uint64 overflow, but NumPy cannot stride the
-    # shape; cpp/bindings/module.cpp refuses it before building the array (it was a
+    # shape; cpp/bindings/register_idx.cpp refuses it before building the array (it was a
     # signed overflow under UBSan, found by fuzzing).
     raw = _header(0x08, [0xFFFFFFF0, 0xFFFFFFF0, 0])
     for name, blob in (("e.idx", raw), ("e.idx.gz", gzip.compress(raw))):

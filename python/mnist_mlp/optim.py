@@ -96,7 +96,7 @@ class Optimizer:
     lr: float
 
     def _config(self, lr: float) -> dict[str, Any]:
-        """The engine's configuration (cpp/bindings/module.cpp opt_config), at learning rate lr."""
+        """The engine's configuration (cpp/bindings/register_model.cpp opt_config), at learning rate lr."""
         cfg: dict[str, Any] = {
             "kind": self._kind, "lr": float(lr), "momentum": 0.0, "dampening": 0.0, "nesterov": False,
             "weight_decay": 0.0, "decoupled": False, "decay_biases": True, "decay_over_rows": False,
