@@ -73,11 +73,8 @@ def main() -> None:
     seq, warm, cold = [], [], None
     fit_local, fit_worker, busiest = [], [], []  # summed train_seconds; the busier worker's sum
     same = True
-    if args.dask_monitoring:
-        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                           dashboard_address=None, env={"OMP_NUM_THREADS": "1"})
-    else:
-        cluster = mm.local_cluster(n_workers=workers, threads_per_trial=1)
+    # mm.local_cluster(workers), or the same cluster with Dask's own monitoring settings
+    cluster = sw._local_cluster(workers, 1, {} if args.dask_monitoring else sw.QUIET_MONITORING)
     with cluster, distributed.Client(cluster) as client:
         client.wait_for_workers(workers, timeout=60)
         mm.sweep({"hidden": [(8,)]}, (x[:100], y[:100]), (xt[:100], yt[:100]), scheduler=client)  # imports, warm-up

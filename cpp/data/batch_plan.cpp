@@ -57,16 +57,18 @@ int64_t row_nonzeros(const InputView& x, const NonzeroIndex* nz, int64_t i, uint
     return n;
 }
 
-// The grouping below is mostly population counts: on x86-64 these functions are
-// compiled twice, with the POPCNT instruction and without (the baseline has
-// none, and its library routine is several times slower), and the loader picks.
+// This file is compiled for baseline x86-64. Its hot loops are also compiled for
+// a wider instruction set with GCC's target_clones, and the loader picks the
+// clone the CPU runs: POPCNT for the grouping's population counts (the baseline
+// has no such instruction, and its library routine is several times slower),
+// AVX2 for the dot products.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define MM_POPCNT_CLONES __attribute__((target_clones("popcnt", "default")))
+#define MM_CLONES(isa) __attribute__((target_clones(isa, "default")))
 #else
-#define MM_POPCNT_CLONES
+#define MM_CLONES(isa)
 #endif
 
-MM_POPCNT_CLONES int64_t union_size(const uint64_t* bm, const int32_t* rows, int n, int64_t words) {
+MM_CLONES("popcnt") int64_t union_size(const uint64_t* bm, const int32_t* rows, int n, int64_t words) {
     int64_t s = 0;
     for (int64_t w = 0; w < words; ++w) {
         uint64_t u = 0;
@@ -82,8 +84,8 @@ MM_POPCNT_CLONES int64_t union_size(const uint64_t* bm, const int32_t* rows, int
 // to two groups: the best split (35 candidates for 8 samples); more: greedy, each
 // group grown by the sample that adds fewest new inputs. On MNIST's blocks of 64
 // the unions are 20% smaller than those of consecutive samples.
-MM_POPCNT_CLONES void group_samples(int32_t* perm, uint64_t* bm, uint64_t* acc, const uint16_t* nk, const int64_t* nn,
-                                    int64_t rows, int64_t d, int64_t words) {
+MM_CLONES("popcnt") void group_samples(int32_t* perm, uint64_t* bm, uint64_t* acc, const uint16_t* nk,
+                                       const int64_t* nn, int64_t rows, int64_t d, int64_t words) {
     // bm: (rows, words) scratch; acc: (words) scratch
     constexpr int G = kPlanGroup;
     for (int64_t r = 0; r < rows; ++r) {
@@ -145,11 +147,8 @@ MM_POPCNT_CLONES void group_samples(int32_t* perm, uint64_t* bm, uint64_t* acc, 
 // where a sample's pixel is): dense runs the compiler vectorizes, where summing
 // pair by pair over the inputs the samples share scattered one product at a time.
 // Exact: integers, at most 784 * 255^2 per dot product.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-void cross_batch_dots(uint32_t* dots, const uint16_t* xt, const uint16_t* nk, const uint8_t* nv, const int64_t* nn,
-                      int64_t rows, int64_t batch, int64_t span, int64_t d) {
+MM_CLONES("avx2") void cross_batch_dots(uint32_t* dots, const uint16_t* xt, const uint16_t* nk, const uint8_t* nv,
+                                        const int64_t* nn, int64_t rows, int64_t batch, int64_t span, int64_t d) {
     for (int64_t s1 = batch; s1 < rows; ++s1) {
         const int64_t lim = s1 / batch * batch;
         uint32_t* row = dots + s1 * span;
@@ -277,7 +276,8 @@ bool BatchPlanData::build(const InputView& x, const NonzeroIndex* nz, int64_t ba
                     ent_off_[(size_t)b + 1] = total;
                     for (int64_t q = 0; q < gpb; ++q) {
                         const int in_group = (int)std::max<int64_t>(0, std::min<int64_t>(G, rows - q * G));
-                        fwd_off_[(size_t)(b * gpb + q) + 1] = union_size(buf.bm.data(), perm.data() + q * G, in_group, words);
+                        fwd_off_[(size_t)(b * gpb + q) + 1] =
+                            union_size(buf.bm.data(), perm.data() + q * G, in_group, words);
                     }
                     continue;
                 }
@@ -297,45 +297,44 @@ bool BatchPlanData::build(const InputView& x, const NonzeroIndex* nz, int64_t ba
                     for (int64_t u = 0; u < used; ++u) cnt[(size_t)order[(size_t)u]] = 0;
                     continue;
                 }
-                {
-                    // Rows by count (stable), then each row's entries.
-                    for (int64_t c = 0; c <= span + 1; ++c) first[(size_t)c] = 0;
-                    for (int64_t u = 0; u < used; ++u) ++first[(size_t)cnt[(size_t)order[(size_t)u]] + 1];
-                    for (int64_t c = 1; c <= span; ++c) ngroup_[(size_t)(b * span + c - 1)] = first[(size_t)c + 1];
-                    for (int64_t c = 1; c <= span + 1; ++c) first[(size_t)c] += first[(size_t)c - 1];
-                    uint16_t* rws = rows_.data() + row_off_[(size_t)b];
-                    for (int64_t u = 0; u < used; ++u) {
-                        const int32_t k = order[(size_t)u];
-                        rws[first[(size_t)cnt[(size_t)k]]++] = (uint16_t)k;
-                    }
-                    // Each row's entries.
-                    uint16_t* e = ent_.data() + ent_off_[(size_t)b];
-                    for (int64_t u = 0; u < used; ++u) {
-                        const int32_t k = rws[u];
-                        const uint16_t* sl = slot.data() + k * span;
-                        for (int32_t t = 0; t < cnt[(size_t)k]; ++t) *e++ = sl[t];
-                        cnt[(size_t)k] = 0;
-                    }
-                    // The dot products between samples of different batches, from the
-                    // block's pixels input-major (xt, zero again afterwards).
-                    uint16_t* xt = buf.xt.data();
-                    for (int64_t r = 0; r < rows; ++r)
-                        for (int64_t t = 0; t < nn[(size_t)r]; ++t) xt[nk[(size_t)(r * d + t)] * span + r] = nv[(size_t)(r * d + t)];
-                    cross_batch_dots(dots.data(), xt, nk.data(), nv.data(), nn.data(), rows, batch, span, d);
-                    for (int64_t r = 0; r < rows; ++r)
-                        for (int64_t t = 0; t < nn[(size_t)r]; ++t) xt[nk[(size_t)(r * d + t)] * span + r] = 0;
-                    uint32_t* g = gram_.data() + b * gram_per_block;
-                    for (int64_t j = 1; j < kb; ++j)
-                        for (int64_t r = 0; r < batch; ++r) {
-                            const int64_t s1 = j * batch + r;
-                            uint32_t* src = dots.data() + s1 * span;
-                            uint32_t* dst = g + batch * batch * j * (j - 1) / 2 + r * j * batch;
-                            for (int64_t s = 0; s < j * batch; ++s) {
-                                dst[s] = src[s];
-                                src[s] = 0;
-                            }
-                        }
+                // Rows by count (stable), then each row's entries.
+                for (int64_t c = 0; c <= span + 1; ++c) first[(size_t)c] = 0;
+                for (int64_t u = 0; u < used; ++u) ++first[(size_t)cnt[(size_t)order[(size_t)u]] + 1];
+                for (int64_t c = 1; c <= span; ++c) ngroup_[(size_t)(b * span + c - 1)] = first[(size_t)c + 1];
+                for (int64_t c = 1; c <= span + 1; ++c) first[(size_t)c] += first[(size_t)c - 1];
+                uint16_t* rws = rows_.data() + row_off_[(size_t)b];
+                for (int64_t u = 0; u < used; ++u) {
+                    const int32_t k = order[(size_t)u];
+                    rws[first[(size_t)cnt[(size_t)k]]++] = (uint16_t)k;
                 }
+                // Each row's entries.
+                uint16_t* e = ent_.data() + ent_off_[(size_t)b];
+                for (int64_t u = 0; u < used; ++u) {
+                    const int32_t k = rws[u];
+                    const uint16_t* sl = slot.data() + k * span;
+                    for (int32_t t = 0; t < cnt[(size_t)k]; ++t) *e++ = sl[t];
+                    cnt[(size_t)k] = 0;
+                }
+                // The dot products between samples of different batches, from the
+                // block's pixels input-major (xt, zero again afterwards).
+                uint16_t* xt = buf.xt.data();
+                for (int64_t r = 0; r < rows; ++r)
+                    for (int64_t t = 0; t < nn[(size_t)r]; ++t)
+                        xt[nk[(size_t)(r * d + t)] * span + r] = nv[(size_t)(r * d + t)];
+                cross_batch_dots(dots.data(), xt, nk.data(), nv.data(), nn.data(), rows, batch, span, d);
+                for (int64_t r = 0; r < rows; ++r)
+                    for (int64_t t = 0; t < nn[(size_t)r]; ++t) xt[nk[(size_t)(r * d + t)] * span + r] = 0;
+                uint32_t* g = gram_.data() + b * gram_per_block;
+                for (int64_t j = 1; j < kb; ++j)
+                    for (int64_t r = 0; r < batch; ++r) {
+                        const int64_t s1 = j * batch + r;
+                        uint32_t* src = dots.data() + s1 * span;
+                        uint32_t* dst = g + batch * batch * j * (j - 1) / 2 + r * j * batch;
+                        for (int64_t s = 0; s < j * batch; ++s) {
+                            dst[s] = src[s];
+                            src[s] = 0;
+                        }
+                    }
                 // Forward groups (which samples go together was chosen in pass 0):
                 // each sample's pixels into its column of xd, and the marked inputs
                 // in increasing order.

@@ -550,6 +550,11 @@ def local_cluster(n_workers: int | None = None, threads_per_trial: int = 1) -> A
     ``cores // threads_per_trial``, at least one), with ``OMP_NUM_THREADS`` set to
     ``threads_per_trial``, no dashboard, and `QUIET_MONITORING`. Close it when done
     (``with local_cluster() as cluster:``)."""
+    return _local_cluster(n_workers, threads_per_trial, QUIET_MONITORING)
+
+
+def _local_cluster(n_workers: int | None, threads_per_trial: int, config: Mapping[str, Any]) -> Any:
+    """`local_cluster` with these Dask settings (bench/sweep.py passes none, for Dask's defaults)."""
     distributed = _import_distributed()
     import dask
 
@@ -558,7 +563,7 @@ def local_cluster(n_workers: int | None = None, threads_per_trial: int = 1) -> A
         n_workers = max(1, _cores() // threads_per_trial)
     n_workers = V.positive_int("n_workers", n_workers)
     # The scheduler reads its settings when it starts, the nannies hand theirs to the workers.
-    with dask.config.set(QUIET_MONITORING):
+    with dask.config.set(dict(config)):
         return distributed.LocalCluster(
             n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
             env={"OMP_NUM_THREADS": str(threads_per_trial)},
