@@ -53,7 +53,7 @@ def data():
 # -- against torch ------------------------------------------------------------------
 
 
-def torch_train(ws, bs, act, make_opt, x, y, batch):
+def torch_train(ws, bs, act, make_opt, x, y, batch, epochs=1):
     torch = pytest.importorskip("torch")
     nn = torch.nn
     layers = []
@@ -69,7 +69,7 @@ def torch_train(ws, bs, act, make_opt, x, y, batch):
     xt = torch.from_numpy(x.astype(np.float64) / 255.0)
     yt = torch.from_numpy(y.astype(np.int64))
     loss_fn = nn.CrossEntropyLoss()
-    for s in range(0, len(x), batch):
+    for s in [s for _ in range(epochs) for s in range(0, len(x), batch)]:
         h = xt[s : s + batch]
         for i, lin in enumerate(layers):
             h = lin(h)
@@ -125,6 +125,61 @@ def test_plain_sgd_matches_torch_and_optimizer_none(data):
     torch = pytest.importorskip("torch")
     tw, tb = torch_train(ws0, bs0, "relu", lambda p: torch.optim.SGD(p, lr=0.05), x, y, 4)
     assert rel_err(a.weights + a.biases, tw + tb) <= 1e-9
+
+
+# -- lazy momentum: the first layer's idle rows ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def idle_data():
+    # Inputs that are zero in most samples, one in four never nonzero: with uint8
+    # input the engine skips the rows of W0 a batch does not use and applies
+    # their momentum-only steps lazily, in closed form (kernels/update.inc,
+    # IdleSteps): at the row's next use, and for every row at the epoch's end.
+    rng = np.random.default_rng(11)
+    x = np.zeros((400, 32), np.uint8)
+    for j in range(32):
+        used = rng.random(400) < (0.5, 0.1, 0.02, 0.0)[j % 4]
+        x[used, j] = rng.integers(1, 256, int(used.sum()))
+    return x, rng.integers(0, 5, 400)
+
+
+LAZY = {
+    "momentum": lambda: mm.optim.SGD(lr=0.05, momentum=0.9),
+    "nesterov": lambda: mm.optim.SGD(lr=0.05, momentum=0.9, nesterov=True),
+    "dampening": lambda: mm.optim.SGD(lr=0.05, momentum=0.8, dampening=0.3),
+}
+
+
+@pytest.mark.parametrize("batch", [1, 4, 64])
+@pytest.mark.parametrize("name", sorted(LAZY))
+def test_lazy_momentum_matches_torch_float64(idle_data, name, batch):
+    # Two fits (the second continues the state: a row idle since the first fit
+    # catches up across it), against two epochs of torch.optim from the same weights.
+    # Rows idle at the very first step get torch's first-step buffer (0).
+    x, y = idle_data
+    m = mm.MLP([32, 16, 5], seed=5, dtype=np.float64)
+    ws0, bs0 = [np.array(w) for w in m.weights], [np.array(b) for b in m.biases]
+    for _ in range(2):
+        m.fit(x, y, epochs=1, batch_size=batch, optimizer=LAZY[name]())
+    make = torch_optimizer(LAZY[name]())
+    tw, tb = torch_train(ws0, bs0, "relu", make, x, y, batch, epochs=2)
+    assert m.optimizer_state["step"] == 2 * (400 // batch + (400 % batch > 0))
+    assert rel_err(m.weights + m.biases, tw + tb) <= 1e-9
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-9), (np.float32, 2e-4)])
+def test_lazy_momentum_scikit_learn_rule_matches_dense_input(idle_data, nesterov, dtype, tol):
+    # scikit-learn's momentum rule (v = mu v - lr g) with alpha = 0: uint8 input
+    # (sparse first layer, lazy idle rows) against the same values as floats
+    # (dense first layer, every row stepped every step).
+    x, y = idle_data
+    a = mm.MLP([32, 16, 5], seed=6, dtype=dtype)
+    b = mm.MLP.from_weights(a.weights, a.biases)
+    for model, xx in ((a, x), (b, x / 255.0)):
+        model.fit(xx, y, epochs=2, batch_size=8, optimizer=mm.optim._SklearnSGD(0.05, 0.9, nesterov, 0.0))
+    assert rel_err(a.weights + a.biases, b.weights + b.biases) <= tol
 
 
 # -- against the NumPy reference ------------------------------------------------------
@@ -233,7 +288,8 @@ def test_schedule_returning_a_bad_factor_is_an_error(data):
 # -- determinism, state, persistence ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["sgd", "sgd-nesterov", "adam-wd-amsgrad", "adamw", "rmsprop-centered-momentum"])
+@pytest.mark.parametrize("name", ["sgd", "sgd-momentum", "sgd-nesterov", "adam-wd-amsgrad", "adamw",
+                                  "rmsprop-centered-momentum"])
 def test_bitwise_identical_across_thread_counts(name):
     rng = np.random.default_rng(9)
     x = (rng.integers(0, 256, (1200, 784)) * (rng.random((1200, 784)) < 0.2)).astype(np.uint8)
