@@ -12,10 +12,15 @@ same machine state:
   runs, without Dask), one thread each;
 - sweep: `mm.sweep` on an already running LocalCluster of 2 worker processes of
   one thread each (`mm.local_cluster(2)`, the cluster `sweep(scheduler=None)`
-  starts, with `threads_per_trial=1`): scattering the data, submitting,
+  starts, with `threads_per_trial=1`): sending the data, submitting,
   training, returning the models;
 - cold sweep (once, at the end): `mm.sweep(scheduler=None, n_workers=2)`, the
   cluster's start and close included.
+
+The data reach the workers as `mm.sweep` sends them to a LocalCluster of this
+process: written once to shared memory that both workers map. ``--scatter``
+connects the client by the scheduler's address instead, as to any other
+cluster, so the data are scattered to each worker (55 MB each here).
 
 ``--dask-monitoring`` runs the sweeps on a LocalCluster with Dask's default
 monitoring instead (profiler, 20 ms tick, system monitor), to measure what
@@ -23,7 +28,7 @@ monitoring instead (profiler, 20 ms tick, system monitor), to measure what
 
 Reports medians: the speed-up (sequential / sweep) and the per-trial overhead
 Dask adds, ``(2 x sweep - sequential) / 8``: the worker time each trial costs
-beyond its fit in one process (scatter, scheduling, result transfer, idle time
+beyond its fit in one process (the data, scheduling, result transfer, idle time
 at the end). Checks that both give bitwise the same results. Timings only;
 nothing is asserted.
 """
@@ -57,6 +62,9 @@ def main() -> None:
     ap.add_argument("--dask-monitoring", action="store_true",
                     help="run the cluster with Dask's default monitoring instead of QUIET_MONITORING "
                          "(to measure what that saves)")
+    ap.add_argument("--scatter", action="store_true",
+                    help="connect to the cluster by its address, so that the data are scattered to the workers "
+                         "instead of shared through memory (what any cluster but a LocalCluster of this process gets)")
     args = ap.parse_args()
     if args.quick:
         args.repeats, args.epochs, args.subset = 1, 1, 2000
@@ -75,7 +83,7 @@ def main() -> None:
     same = True
     # mm.local_cluster(workers), or the same cluster with Dask's own monitoring settings
     cluster = sw._local_cluster(workers, 1, {} if args.dask_monitoring else sw.QUIET_MONITORING)
-    with cluster, distributed.Client(cluster) as client:
+    with cluster, distributed.Client(cluster.scheduler_address if args.scatter else cluster) as client:
         client.wait_for_workers(workers, timeout=60)
         mm.sweep({"hidden": [(8,)]}, (x[:100], y[:100]), (xt[:100], yt[:100]), scheduler=client)  # imports, warm-up
         for r in range(args.repeats):
@@ -103,8 +111,8 @@ def main() -> None:
 
     s, w = statistics.median(seq), statistics.median(warm)
     overhead = (workers * w - s) / n
-    print(f"\n{n} trials of 784-300-10, {args.epochs} epoch(s) on {len(x)} images, {args.repeats} repeat(s); "
-          f"results bitwise equal: {same}")
+    print(f"\n{n} trials of 784-300-10, {args.epochs} epoch(s) on {len(x)} images, {args.repeats} repeat(s), data "
+          f"{'scattered' if args.scatter else 'in shared memory'}; results bitwise equal: {same}")
     print("| run | median s (min-max) | per trial |")
     print("|---|---|---|")
     print(f"| sequential, 1 process, 1 thread | {s:.3f} ({min(seq):.3f}-{max(seq):.3f}) | {s / n:.3f} s |")
@@ -117,7 +125,7 @@ def main() -> None:
     fl, fw, bw = statistics.median(fit_local), statistics.median(fit_worker), statistics.median(busiest)
     print(f"where it goes: the fits take {fw / n:.3f} s each on the workers against {fl / n:.3f} s in one "
           f"process ({fw / fl - 1:+.0%}: two fits side by side share the cache and memory); the sweep's wall time "
-          f"beyond its busier worker's fits (scatter, scheduling, results, the last wave) is "
+          f"beyond its busier worker's fits (the data, scheduling, results, the last wave) is "
           f"{statistics.median([a - b for a, b in zip(warm, busiest)]):.3f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({
@@ -126,6 +134,7 @@ def main() -> None:
             "sequential_seconds": seq, "sweep_seconds": warm, "cold_sweep_seconds": cold,
             "speedup": s / w, "overhead_per_trial_seconds": overhead, "bitwise_equal": same,
             "monitoring": "dask defaults" if args.dask_monitoring else "QUIET_MONITORING",
+            "data": "scattered" if args.scatter else "shared memory",
         }, indent=2) + "\n")
 
 

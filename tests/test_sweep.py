@@ -235,14 +235,62 @@ def test_other_keys_threads_and_data_sent_once(client, small):
 
     grid = {"optimizer": ["adam", "sgd"], "lr": [0.003], "dropout": [0.2], "dtype": ["float64"],
             "activation": ["tanh"], "epochs": [2], "hidden": [(40,)], "batch_size": [16]}
-    res = bounded(mm.sweep, grid, *small, scheduler=client, threads_per_trial=2, progress=progress)
+    def mapped() -> list[str]:
+        return sorted(sys.modules["mnist_mlp.sweep"]._MAPPED)
+
+    def progress_maps(done: int, total: int, trial: dict) -> None:
+        progress(done, total, trial)
+        maps.append(client.run(mapped))
+
+    maps: list[dict[str, list[str]]] = []
+    res = bounded(mm.sweep, grid, *small, scheduler=client, threads_per_trial=2, progress=progress_maps)
     assert_bitwise_local(res, *small)
     assert all(t["threads"] == min(2, len(os.sched_getaffinity(0))) for t in res.trials)
     assert res.model(0).dtype == np.float64 and res.model(0).activation == "tanh"
+    # A LocalCluster of this process: the four arrays were written once to shared memory,
+    # and the workers that ran trials mapped those files; nothing was scattered.
+    assert all(not {k for k in keys if "mnist_mlp-trial" not in str(k)} for keys in held[0].values())
+    files = {tuple(paths) for paths in maps[-1].values() if paths}
+    assert len(files) == 1, maps[-1]
+    (paths,) = files
+    assert len(paths) == 4 and len({os.path.dirname(p) for p in paths}) == 1
+    assert os.path.basename(os.path.dirname(paths[0])).startswith("mnist_mlp-sweep-")
+    assert not os.path.exists(os.path.dirname(paths[0]))  # removed when the sweep ended
+    assert all(not paths for paths in client.run(mapped).values())  # and the workers let go of their maps
+    assert client.status == "running"  # a Client passed in is left open
+
+
+def test_data_scattered_once_to_a_cluster_by_address(client, small):
+    # By its address the cluster could be anywhere: the data are scattered to every worker.
+    distributed = pytest.importorskip("distributed")
+    with distributed.Client(client.scheduler.address) as c:
+        held: list[dict[str, list[str]]] = []
+
+        def progress(done: int, total: int, trial: dict) -> None:
+            held.append({w: list(keys) for w, keys in c.has_what().items()})
+
+        res = bounded(mm.sweep, {"lr": [0.05, 0.1], "hidden": [(24,)], "epochs": [2]}, *small, scheduler=c,
+                      progress=progress)
+    assert_bitwise_local(res, *small)
     # the four arrays are on both workers (broadcast), once: no trial carries its own copy
     data_keys = [{k for k in keys if "mnist_mlp-trial" not in str(k)} for keys in held[0].values()]
     assert len(data_keys) == 2 and data_keys[0] == data_keys[1] and len(data_keys[0]) == 4
-    assert client.status == "running"  # a Client passed in is left open
+
+
+def test_shared_memory_full_falls_back_to_scatter(client, small, tmp_path, monkeypatch):
+    def no_room(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sw.tempfile, "mkdtemp", lambda prefix, dir=None: str(tmp_path / "shm"))
+    (tmp_path / "shm").mkdir()
+    monkeypatch.setattr(sw.np, "save", no_room)
+    held: list[dict[str, list[str]]] = []
+    res = bounded(mm.sweep, {"lr": [0.05], "hidden": [(16,)], "seed": [1, 2]}, *small, scheduler=client,
+                  progress=lambda *_: held.append({w: list(k) for w, k in client.has_what().items()}))
+    monkeypatch.undo()
+    assert_bitwise_local(res, *small)
+    assert any(len([k for k in keys if "mnist_mlp-trial" not in str(k)]) == 4 for keys in held[0].values())
+    assert not (tmp_path / "shm").exists()  # the half-written directory is removed
 
 
 def test_a_diverging_trial_is_recorded_and_not_retried(client, small, tmp_path):

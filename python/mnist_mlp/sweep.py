@@ -66,7 +66,9 @@ import json
 import math
 import numbers
 import os
+import shutil
 import sys
+import tempfile
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
@@ -299,6 +301,43 @@ def _data(train: Any, validation: Any) -> tuple[np.ndarray, np.ndarray, np.ndarr
 # What runs on a worker
 
 
+class _SharedArray:
+    """An array the client wrote to a file on its own machine (`_shared_arrays`),
+    for worker processes on that machine to map instead of receiving a copy.
+    Pickles as its path only."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"_SharedArray({self.path!r})"
+
+
+#: This worker process's maps of the sweep files it was given, by path (see `_resolve`).
+_MAPPED: dict[str, np.ndarray] = {}
+
+
+def _unmap(paths: list[str]) -> None:
+    """On a worker, after its sweep: drops this process's maps of these files."""
+    for path in paths:
+        _MAPPED.pop(path, None)
+
+
+def _resolve(a: Any) -> Any:
+    """On a worker: a `_SharedArray` becomes a read-only memory map of its file
+    (mapped once per worker process and sweep); anything else is returned as it
+    is. Maps of earlier sweeps, whose files are gone, are dropped first."""
+    if not isinstance(a, _SharedArray):
+        return a
+    for path in [p for p in _MAPPED if p != a.path and not os.path.exists(p)]:
+        del _MAPPED[path]
+    if a.path not in _MAPPED:
+        _MAPPED[a.path] = np.load(a.path, mmap_mode="r", allow_pickle=False)
+    return _MAPPED[a.path]
+
+
 @contextlib.contextmanager
 def _thread_limit(threads: int) -> Iterator[int]:
     """Limits the OpenMP runtime of this thread to ``threads`` (threadpoolctl,
@@ -379,6 +418,7 @@ def _attempt(params: dict[str, Any], x: np.ndarray, y: np.ndarray, xv: np.ndarra
     sweep's ``retries``: ``retries=`` would be taken by `Client.submit`.)"""
     from distributed import get_client, get_worker
 
+    x, y, xv, yv = (_resolve(a) for a in (x, y, xv, yv))
     worker = get_worker().address
     client = get_client()
     events = client.get_events(topic)
@@ -646,7 +686,9 @@ def sweep(
     before any cluster starts. The module docstring shows a trial's code.
 
     ``train`` and ``validation`` are pairs (x, y) as `MLP.fit` takes them. They
-    go to the workers once (scattered to all of them), not once per trial.
+    go to the workers once, not once per trial: to the workers of a LocalCluster
+    of this process as files in /dev/shm that each maps read-only (removed at
+    the end), to any other cluster's workers scattered to all of them.
 
     ``scheduler``: None starts a LocalCluster on 127.0.0.1 (worker processes:
     ``n_workers``, default ``cores // threads_per_trial``, each running one
@@ -699,11 +741,67 @@ def _cost(p: Mapping[str, Any], features: int, classes: int) -> float:
     return float(p["epochs"]) * sum(a * b for a, b in zip(widths, widths[1:]))
 
 
+def _on_this_machine(client: Any, distributed: Any) -> bool:
+    """Whether the client's workers are processes of a LocalCluster that this
+    process started (``Client(cluster)``): they then share this machine's memory."""
+    return isinstance(getattr(client, "cluster", None), distributed.LocalCluster)
+
+
+@contextlib.contextmanager
+def _shared_arrays(arrays: Sequence[np.ndarray]) -> Iterator[list[_SharedArray] | None]:
+    """Writes the arrays once, as .npy files in a new directory in /dev/shm (this
+    machine's memory; the temporary directory where there is none), for the
+    workers to map, as joblib does for its worker processes. Yields their
+    handles, or None when they cannot be written (no room); removes the files
+    at the end."""
+    shm = "/dev/shm"
+    try:
+        d = tempfile.mkdtemp(prefix="mnist_mlp-sweep-",
+                             dir=shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None)
+    except OSError:
+        d = None
+    handles: list[_SharedArray] | None = None
+    try:
+        if d is not None:
+            try:
+                handles = []
+                for i, a in enumerate(arrays):
+                    path = os.path.join(d, f"{i}.npy")
+                    np.save(path, a, allow_pickle=False)
+                    handles.append(_SharedArray(path))
+            except OSError:  # /dev/shm full: the data is scattered instead
+                handles = None
+        yield handles
+    finally:
+        if d is not None:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def _run_all(client: Any, distributed: Any, trials: list[dict[str, Any]], arrays: tuple[np.ndarray, ...],
              classes: int, topics: list[str], retries: int, threads: int, results: list[Any], models: list[Any],
              on_trial: Progress | None) -> None:
-    data = client.scatter(list(arrays), broadcast=True, hash=False)
-    scattered = 1  # times the data was scattered
+    """The data goes to the workers once: for a LocalCluster of this process,
+    written once to shared memory that each worker maps (no copy per worker and
+    nothing to send: 55 MB of MNIST took 0.07-0.34 s to scatter to two local
+    workers); for any other cluster, scattered to every worker."""
+    args = (classes, topics, retries, threads, results, models, on_trial)
+    if _on_this_machine(client, distributed):
+        with _shared_arrays(arrays) as shared:
+            try:
+                _run_trials(client, distributed, trials, arrays, shared, *args)
+            finally:
+                if shared is not None:  # the workers let go of their maps (the files go next)
+                    with contextlib.suppress(Exception):
+                        client.run(_unmap, [a.path for a in shared])
+    else:
+        _run_trials(client, distributed, trials, arrays, None, *args)
+
+
+def _run_trials(client: Any, distributed: Any, trials: list[dict[str, Any]], arrays: tuple[np.ndarray, ...],
+                shared: list[_SharedArray] | None, classes: int, topics: list[str], retries: int, threads: int,
+                results: list[Any], models: list[Any], on_trial: Progress | None) -> None:
+    data = shared if shared is not None else client.scatter(list(arrays), broadcast=True, hash=False)
+    scattered = 1  # times the data was scattered (or shared)
     # Longest first (Dask runs higher priorities first): the last trials to end are
     # then short ones, and the workers finish close together.
     order = sorted(range(len(trials)), key=lambda i: (-_cost(trials[i], arrays[0].shape[1], classes), i))
@@ -739,7 +837,7 @@ def _run_all(client: Any, distributed: Any, trials: list[dict[str, Any]], arrays
                 # Every worker holding the data died (a lone worker restarted by its
                 # nanny, say), which cancels the trials given it: send the data again
                 # (once) and rerun them.
-                if any(d.status != "finished" for d in data):
+                if shared is None and any(d.status != "finished" for d in data):
                     data = client.scatter(list(arrays), broadcast=True, hash=False)
                     scattered += 1
                 if given < scattered and submissions[i] <= retries:
