@@ -92,6 +92,34 @@ def test_bitwise_identical_across_thread_counts(sizes, batch, dtype):
         assert losses == results[0][2]
 
 
+def test_team_column_lists_with_few_columns_bitwise():
+    # The first layer's column lists built by the team (batches of 16+ rows per thread):
+    # each thread fills its share of the used columns. Nearly blank images use few
+    # columns, so with 4 threads some shares are empty or a single column; a few
+    # images are all zero. Every thread count gives the bits of one thread, and the
+    # reference's weights.
+    rng = np.random.default_rng(5)
+    x = np.zeros((700, 50), np.uint8)
+    for i in range(700):
+        k = rng.integers(0, 3)  # 0, 1 or 2 nonzero pixels
+        x[i, rng.choice(50, k, replace=False)] = rng.integers(1, 256, k)
+    y = rng.integers(0, 10, 700)
+    sizes = [50, 40, 20, 10]
+    results = []
+    for threads in (1, 2, 3, 4):
+        m = mm.MLP(sizes, seed=3, dtype=np.float64)
+        h = m.fit(x, y, epochs=2, batch_size=64, lr=0.1, shuffle=True, num_threads=threads)
+        assert h[0]["kernel"] == "layers-sparse"
+        results.append((m, [r["train_loss"] for r in h]))
+    m0, losses0 = results[0]
+    for m, losses in results[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(m.weights + m.biases, m0.weights + m0.biases))
+        assert losses == losses0
+    r = NumpyMLP(sizes, seed=3, dtype=np.float64)
+    r.fit(x, y, epochs=2, batch_size=64, lr=0.1, shuffle=True)
+    assert _max_rel(m0, r) <= TOL64
+
+
 @pytest.mark.parametrize(
     "sizes,batch,shuffle,kind,kernel",
     [
