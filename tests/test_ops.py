@@ -63,6 +63,40 @@ def test_matmul_is_deterministic_across_threads():
     assert np.array_equal(c1, c2)  # bitwise: each C tile is summed in the same order
 
 
+_SPLITS_SCRIPT = r"""
+import numpy as np, mnist_mlp as mm
+rng = np.random.default_rng(7)
+# Blocks of 64 x 24 x 64 (kc, mc, nc): every product below crosses several of each.
+# (200, 900, 300): wide C, the threads take its columns (one packed B panel each);
+# (700, 40, 150): two slivers of columns, the threads share each B panel.
+for m, n, k in [(200, 900, 300), (257, 333, 131), (700, 40, 150), (301, 70, 65)]:
+    for ta, tb in [(False, False), (True, False), (False, True)]:
+        a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+        ref = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+        c1 = mm.ops.matmul(a, b, ta, tb, num_threads=1)
+        np.testing.assert_allclose(c1, ref, rtol=0, atol=2e-5 * max(1.0, float(np.abs(ref).max())))
+        for t in (2, 3, 4):
+            assert np.array_equal(c1, mm.ops.matmul(a, b, ta, tb, num_threads=t)), (m, n, k, ta, tb, t)
+print("ok")
+"""
+
+
+def test_blocked_matmul_thread_splits_with_small_blocks():
+    # The blocked GEMM's two thread splits (by C's columns, each thread its own
+    # packed panels; or a shared B panel with the rows split), over blocks small
+    # enough that every edge is crossed: the same bits for 1-4 threads. The block
+    # sizes are read once per process, hence the subprocess.
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MNIST_MLP_GEMM_BLOCKS="64,24,64")
+    out = subprocess.run([sys.executable, "-c", _SPLITS_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
 def test_shallow_matmul_is_deterministic_across_threads():
     # Depth <= 16 skips packing at any height; its row blocks split between threads.
     rng = np.random.default_rng(5)

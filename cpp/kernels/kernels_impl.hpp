@@ -140,6 +140,81 @@ static void gemm_naive_t(const GemmJob<T>& g) {
     }
 }
 
+// t (k x ldt) = the transpose of b (n x k, leading dimension ldb). Float blocks
+// of 8 x 8 go through registers (where the compiler has __builtin_shufflevector):
+// a scalar copy of a small B cost a third of an 8x10.(300x10)^T product.
+template <class T>
+static void transpose_scalar(T* t, int64_t ldt, const T* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0,
+                             int64_t k) {
+    for (int64_t j = j0; j < n; ++j)
+        for (int64_t p = p0; p < k; ++p) t[p * ldt + j] = b[j * ldb + p];
+}
+template <class T>
+static void transpose_small(T* t, int64_t ldt, const T* b, int64_t ldb, int64_t n, int64_t k) {
+    transpose_scalar(t, ldt, b, ldb, 0, n, 0, k);
+}
+#if defined(__clang__) || __GNUC__ >= 12
+typedef float mm_f8 __attribute__((vector_size(32)));
+static inline void transpose8(mm_f8* r) {
+    mm_f8 t[8], u[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i += 4)
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+            u[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+        r[q] = __builtin_shufflevector(u[q], u[q + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[q + 4] = __builtin_shufflevector(u[q], u[q + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+// Rows [j0, j0 + 8) by columns [p0, p0 + 8) of B into t, of whose transpose
+// only the last KEEP rows are stored. KEEP is a constant so that the shuffles
+// feeding the other rows drop out (10 instead of 24 for KEEP = 2).
+template <int KEEP>
+static inline void transpose8_block(float* t, int64_t ldt, const float* b, int64_t ldb, int64_t j0, int64_t p0) {
+    mm_f8 r[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) __builtin_memcpy(&r[i], b + (j0 + i) * ldb + p0, sizeof(mm_f8));
+    transpose8(r);
+#pragma GCC unroll 8
+    for (int q = 8 - KEEP; q < 8; ++q) __builtin_memcpy(t + (p0 + q) * ldt + j0, &r[q], sizeof(mm_f8));
+}
+// B's last columns: the 8 x 8 block that ends at column k, of which only the
+// last NEW rows of the transpose are new.
+template <int NEW>
+static void transpose8_last(float* t, int64_t ldt, const float* b, int64_t ldb, int64_t n8, int64_t k) {
+    for (int64_t j0 = 0; j0 < n8; j0 += 8) transpose8_block<NEW>(t, ldt, b, ldb, j0, k - 8);
+}
+template <>
+void transpose_small<float>(float* t, int64_t ldt, const float* b, int64_t ldb, int64_t n, int64_t k) {
+    const int64_t n8 = n / 8 * 8, k8 = k / 8 * 8;
+    for (int64_t j0 = 0; j0 < n8; j0 += 8)
+        for (int64_t p0 = 0; p0 < k8; p0 += 8) transpose8_block<8>(t, ldt, b, ldb, j0, p0);
+    if (k8 < k && k >= 8) {
+        switch (k - k8) {
+            case 1: transpose8_last<1>(t, ldt, b, ldb, n8, k); break;
+            case 2: transpose8_last<2>(t, ldt, b, ldb, n8, k); break;
+            case 3: transpose8_last<3>(t, ldt, b, ldb, n8, k); break;
+            case 4: transpose8_last<4>(t, ldt, b, ldb, n8, k); break;
+            case 5: transpose8_last<5>(t, ldt, b, ldb, n8, k); break;
+            case 6: transpose8_last<6>(t, ldt, b, ldb, n8, k); break;
+            default: transpose8_last<7>(t, ldt, b, ldb, n8, k); break;
+        }
+    } else {
+        transpose_scalar(t, ldt, b, ldb, 0, n8, k8, k);  // the last columns of B's rows
+    }
+    transpose_scalar(t, ldt, b, ldb, n8, n, 0, k);  // the last rows
+}
+#endif
+
 // Packs rows [i0, i0+mc) x depth [p0, p0+kc) of op(A) into MR-row slivers,
 // zero-padding the last sliver so the micro-kernel never reads past the edge.
 template <class T>
@@ -173,18 +248,21 @@ static void pack_b(T* dst, const GemmJob<T>& g, int64_t p0, int64_t kc, int64_t 
     if (!g.trans_b) {
         for (int64_t p = 0; p < kc; ++p) {
             const T* src = g.b + (p0 + p) * g.ldb + jb;
-            for (int c = 0; c < nr; ++c) d[p * nr + c] = c < cols ? src[c] : T(0);
+            if (cols == nr) {
+                __builtin_memcpy(d + p * nr, src, sizeof(T) * nr);  // a whole sliver row: vector moves
+            } else {
+                for (int c = 0; c < nr; ++c) d[p * nr + c] = c < cols ? src[c] : T(0);
+            }
         }
     } else {
-        // Column by column: each reads one contiguous run of a row of B (p-major
-        // reads jump between nr rows at every element).
-        for (int c = 0; c < nr; ++c) {
-            const T* src = g.b + (jb + c) * g.ldb + p0;
-            if (c < cols)
-                for (int64_t p = 0; p < kc; ++p) d[p * nr + c] = src[p];
-            else
-                for (int64_t p = 0; p < kc; ++p) d[p * nr + c] = T(0);
-        }
+        // The sliver is the transpose of B's rows [jb, jb + cols), columns [p0, p0 + kc):
+        // float blocks of 8 x 8 through registers (transpose_small); column by column
+        // it cost 13% of a 256x1024.(1024x1024)^T product, writing 4 bytes to each of
+        // kc lines per column.
+        transpose_small(d, nr, g.b + jb * g.ldb + p0, g.ldb, cols, kc);
+        if (cols < nr)
+            for (int64_t p = 0; p < kc; ++p)
+                for (int c = (int)cols; c < nr; ++c) d[p * nr + c] = T(0);
     }
 }
 
@@ -199,6 +277,16 @@ static inline void micro_kernel(int64_t kc, const T* __restrict ap, const T* __r
     V acc0[MR], acc1[MR];
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) { acc0[r] = V{}; acc1[r] = V{}; }
+    // C's tile is read and written once, after the loop; a large C is not in
+    // cache by then (each depth block sweeps all of it), and its lines missed
+    // one by one at the end stalled each call. Asked for now, they arrive while
+    // the tile's multiply-adds run.
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r)
+        if (r < rows) {
+            __builtin_prefetch(c + r * ldc, 1);
+            __builtin_prefetch(c + r * ldc + cols - 1, 1);
+        }
     for (int64_t p = 0; p < kc; ++p) {
         V b0, b1;
         __builtin_memcpy(&b0, bp, sizeof(V));
@@ -255,6 +343,27 @@ static void macro_kernel(const GemmJob<T>& g, const T* ap, const T* bp, int64_t 
     }
 }
 
+// Columns [j0, j1) of C on one thread: the jc/pc/ic loops with its own packed
+// B panel (bp: kcap x ncap) and A block (ap: kcap x mcap).
+template <class T>
+static void gemm_blocked_cols(const GemmJob<T>& g, int64_t j0, int64_t j1, int64_t KC, int64_t NC, int64_t MC,
+                              T* ap, T* bp) {
+    constexpr int nr = NR<T>;
+    for (int64_t jc = j0; jc < j1; jc += NC) {
+        const int64_t nc = tmin<int64_t>(NC, j1 - jc);
+        const int64_t nslivers = (nc + nr - 1) / nr;
+        for (int64_t pc = 0; pc < g.k; pc += KC) {
+            const int64_t kc = tmin<int64_t>(KC, g.k - pc);
+            for (int64_t s = 0; s < nslivers; ++s) pack_b(bp, g, pc, kc, jc, nc, s);
+            for (int64_t ic = 0; ic < g.m; ic += MC) {
+                const int64_t mc = tmin<int64_t>(MC, g.m - ic);
+                pack_a(ap, g, ic, mc, pc, kc, 0, (mc + MR - 1) / MR);
+                macro_kernel(g, ap, bp, ic, mc, jc, nc, kc, pc == 0, 0, nslivers);
+            }
+        }
+    }
+}
+
 template <class T>
 static void gemm_blocked_t(const GemmJob<T>& g) {
     if (g.m <= 0 || g.n <= 0) return;
@@ -267,6 +376,31 @@ static void gemm_blocked_t(const GemmJob<T>& g) {
     const GemmBlocks& blk = gemm_blocks<T>();
     const int nt = g.nthreads > 0 ? g.nthreads : 1;
     const int64_t KC = blk.kc, NC = blk.nc;
+    const int64_t kcap = tmin<int64_t>(KC, g.k);
+    const int64_t nslivers_all = (g.n + nr - 1) / nr;
+    // Wide enough C: each thread takes its own columns (whole slivers) and runs
+    // the blocked loops on them alone, with its own packed B panel and A blocks.
+    // No barrier at all: the shared B panel of the row split below needs two per
+    // depth block, and waiting at them cost 2048^3 its two-thread scaling (1.88x
+    // against OpenBLAS's 1.98x). Each thread packs A for itself, a copy of m x k
+    // per thread against 2 m n k / nt flops. Which thread computes a column
+    // changes no sum (the same depth blocks, in the same order).
+    if (nt > 1 && nslivers_all >= (int64_t)nt * 4) {
+        const int64_t MC = tmin<int64_t>(blk.mc, (g.m + MR - 1) / MR * MR);
+        const int64_t per = (nslivers_all + nt - 1) / nt;
+        const int64_t ncap = tmin<int64_t>(NC, per * nr);
+        const size_t a_elems = (size_t)(kcap * MC), b_elems = (size_t)(kcap * ncap);
+        // Allocated here, not in the region, so that a failure throws to the caller.
+        Scratch pack(sizeof(T) * (a_elems + b_elems) * (size_t)nt);
+#pragma omp parallel num_threads(nt)
+        {
+            const int t = thread_id(), team = team_size();
+            T* ap = pack.as<T>() + (a_elems + b_elems) * (size_t)t;
+            const int64_t s0 = nslivers_all * t / team, s1 = nslivers_all * (t + 1) / team;
+            if (s1 > s0) gemm_blocked_cols(g, s0 * nr, tmin<int64_t>(s1 * nr, g.n), KC, NC, MC, ap, ap + a_elems);
+        }
+        return;
+    }
     // Row blocks of at most blk.mc rows, as many as a multiple of the threads
     // when there are enough rows for each thread, so that no thread waits on
     // another's extra block (which rows a block holds changes no sum).
@@ -279,17 +413,20 @@ static void gemm_blocked_t(const GemmJob<T>& g) {
     const int64_t MC = ((g.m + m_blocks - 1) / m_blocks + MR - 1) / MR * MR;
     m_blocks = (g.m + MC - 1) / MC;
     const int64_t ncap = tmin<int64_t>(NC, (g.n + nr - 1) / nr * nr);
-    const int64_t kcap = tmin<int64_t>(KC, g.k);
     const int64_t mcap = tmin<int64_t>(MC, (g.m + MR - 1) / MR * MR);
-    // With few row blocks the threads share each A block and split its columns instead.
+    if (nt == 1) {
+        Scratch pack(sizeof(T) * (size_t)(kcap * (mcap + ncap)));
+        gemm_blocked_cols(g, 0, g.n, KC, NC, MC, pack.as<T>(), pack.as<T>() + kcap * mcap);
+        return;
+    }
+    // Narrow C (a few slivers): the threads share each packed B panel, and split
+    // the row blocks, or with few row blocks each A block's columns.
     const bool split_rows = m_blocks >= nt;
-    // Buffers are allocated here, not inside the parallel region, so that a failed
-    // allocation throws to the caller instead of terminating a worker thread.
     const int64_t a_elems = kcap * mcap;
     Scratch bpack(sizeof(T) * (size_t)(kcap * ncap));
     Scratch apack(sizeof(T) * (size_t)(a_elems * (split_rows ? nt : 1)));
     T* bp = bpack.as<T>();
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt)
     {
         T* ap = apack.as<T>() + (split_rows ? thread_id() * a_elems : 0);
         for (int64_t jc = 0; jc < g.n; jc += NC) {
@@ -607,80 +744,6 @@ static void gemm_narrow_t(const GemmJob<T>& g) {
         narrow_all_rows<T, false>(g, brow, tile);
 }
 
-// t (k x ldt) = the transpose of b (n x k, leading dimension ldb). Float blocks
-// of 8 x 8 go through registers (where the compiler has __builtin_shufflevector):
-// a scalar copy of a small B cost a third of an 8x10.(300x10)^T product.
-template <class T>
-static void transpose_scalar(T* t, int64_t ldt, const T* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0,
-                             int64_t k) {
-    for (int64_t j = j0; j < n; ++j)
-        for (int64_t p = p0; p < k; ++p) t[p * ldt + j] = b[j * ldb + p];
-}
-template <class T>
-static void transpose_small(T* t, int64_t ldt, const T* b, int64_t ldb, int64_t n, int64_t k) {
-    transpose_scalar(t, ldt, b, ldb, 0, n, 0, k);
-}
-#if defined(__clang__) || __GNUC__ >= 12
-typedef float mm_f8 __attribute__((vector_size(32)));
-static inline void transpose8(mm_f8* r) {
-    mm_f8 t[8], u[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i += 4)
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; ++h) {
-            u[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-            u[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-        }
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) {
-        r[q] = __builtin_shufflevector(u[q], u[q + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-        r[q + 4] = __builtin_shufflevector(u[q], u[q + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-    }
-}
-// Rows [j0, j0 + 8) by columns [p0, p0 + 8) of B into t, of whose transpose
-// only the last KEEP rows are stored. KEEP is a constant so that the shuffles
-// feeding the other rows drop out (10 instead of 24 for KEEP = 2).
-template <int KEEP>
-static inline void transpose8_block(float* t, int64_t ldt, const float* b, int64_t ldb, int64_t j0, int64_t p0) {
-    mm_f8 r[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) __builtin_memcpy(&r[i], b + (j0 + i) * ldb + p0, sizeof(mm_f8));
-    transpose8(r);
-#pragma GCC unroll 8
-    for (int q = 8 - KEEP; q < 8; ++q) __builtin_memcpy(t + (p0 + q) * ldt + j0, &r[q], sizeof(mm_f8));
-}
-// B's last columns: the 8 x 8 block that ends at column k, of which only the
-// last NEW rows of the transpose are new.
-template <int NEW>
-static void transpose8_last(float* t, int64_t ldt, const float* b, int64_t ldb, int64_t n8, int64_t k) {
-    for (int64_t j0 = 0; j0 < n8; j0 += 8) transpose8_block<NEW>(t, ldt, b, ldb, j0, k - 8);
-}
-template <>
-void transpose_small<float>(float* t, int64_t ldt, const float* b, int64_t ldb, int64_t n, int64_t k) {
-    const int64_t n8 = n / 8 * 8, k8 = k / 8 * 8;
-    for (int64_t j0 = 0; j0 < n8; j0 += 8)
-        for (int64_t p0 = 0; p0 < k8; p0 += 8) transpose8_block<8>(t, ldt, b, ldb, j0, p0);
-    if (k8 < k && k >= 8) {
-        switch (k - k8) {
-            case 1: transpose8_last<1>(t, ldt, b, ldb, n8, k); break;
-            case 2: transpose8_last<2>(t, ldt, b, ldb, n8, k); break;
-            case 3: transpose8_last<3>(t, ldt, b, ldb, n8, k); break;
-            case 4: transpose8_last<4>(t, ldt, b, ldb, n8, k); break;
-            case 5: transpose8_last<5>(t, ldt, b, ldb, n8, k); break;
-            case 6: transpose8_last<6>(t, ldt, b, ldb, n8, k); break;
-            default: transpose8_last<7>(t, ldt, b, ldb, n8, k); break;
-        }
-    } else {
-        transpose_scalar(t, ldt, b, ldb, 0, n8, k8, k);  // the last columns of B's rows
-    }
-    transpose_scalar(t, ldt, b, ldb, n8, n, 0, k);  // the last rows
-}
-#endif
 
 // C = A . B^T for few rows through t, B transposed (k x np, rows padded with zeros).
 template <class T>
