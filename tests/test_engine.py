@@ -204,11 +204,13 @@ def test_training_aid_follows_the_kernel_choice():
 
 @pytest.mark.parametrize(
     "sizes,batch,kind",
-    [([50, 64, 40, 10], 8, "uint8"), ([50, 64, 40, 10], 16, "float64"), ([50, 300, 10], 100, "uint8")],
+    [([50, 64, 40, 10], 8, "uint8"), ([50, 64, 40, 10], 16, "float64"), ([50, 300, 10], 100, "uint8"),
+     ([50, 64, 40, 10], 40, "uint8"), ([50, 70, 33, 10], 100, "float64")],
 )
 def test_fused_update_equals_the_separate_stages(monkeypatch, isa, sizes, batch, kind):
     # The fused SGD variants (sparse first layer; one pass over W for small
-    # batches) against the stages they fuse: gradients stored, then update_dense.
+    # batches; the step inside the weight gradient's product for larger ones)
+    # against the stages they fuse: gradients stored, then update_dense.
     x, y = _data(300, 50, kind)
     out = []
     for unfused in ("0", "1"):

@@ -269,3 +269,26 @@ def test_matmul_at_a_large_inner_dimension_keeps_float32_precision():
         a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
         ref = a.astype(np.float64) @ b.astype(np.float64)
         np.testing.assert_allclose(mm.ops.matmul(a, b), ref, rtol=2e-5, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_accumulate_over_every_path(isa, dtype):
+    # C := C + alpha op(A) op(B) (GemmJob's accumulate: the engine's plain SGD step
+    # inside the weight gradient's product). Shapes reach the few-row kernels with
+    # full and narrow last tiles, the blocked kernel with one depth block, and the
+    # scratch fallback (transposed B, narrow C, depth past one block); every
+    # thread count gives the same bits.
+    rng = np.random.default_rng(11)
+    shapes = [(300, 64, 40), (300, 10, 64), (512, 256, 64), (784, 300, 8), (37, 70, 200), (2, 3, 5),
+              (1024, 512, 128), (700, 600, 200), (301, 65, 300), (50, 40, 1000)]
+    for m, n, k in shapes:
+        for ta, tb in [(True, False), (False, False), (False, True)]:
+            a, b = _operands(rng, m, n, k, ta, tb, dtype)
+            c = rng.standard_normal((m, n)).astype(dtype)
+            alpha = -0.37
+            ref = c.astype(np.float64) + alpha * ((a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64))
+            got = _core.gemm_accumulate(c, a, b, ta, tb, alpha, 1)
+            assert got.dtype == dtype and got.shape == (m, n)
+            _check(got, ref, dtype)
+            for t in (2, 3):
+                assert np.array_equal(got, _core.gemm_accumulate(c, a, b, ta, tb, alpha, t)), (m, n, k, ta, tb, t)

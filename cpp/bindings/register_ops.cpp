@@ -1,4 +1,5 @@
 // The operations on arrays: gemm, matmul (a plain CPython function), relu, softmax_xent.
+#include <algorithm>
 #include <cstdint>
 #include <exception>
 #include <new>
@@ -53,6 +54,30 @@ py::array_t<T> gemm_impl(const py::array_t<T>& a, const py::array_t<T>& b, bool 
     if (algo != "naive" && algo != "auto") throw py::value_error("algo must be 'auto' or 'naive'");
     return gemm_run<T>(a.data(), a.shape(1), ta, b.data(), b.shape(1), tb, s.m, s.n, s.k, call_threads(threads),
                        algo == "naive");
+}
+
+// c + alpha op(a) op(b) into a new array, through GemmJob's accumulate (the
+// engine's SGD step inside the weight gradient's product); for the tests.
+template <class T>
+py::array_t<T> gemm_accumulate_impl(const py::array_t<T>& c, const py::array_t<T>& a, const py::array_t<T>& b,
+                                    bool ta, bool tb, double alpha, std::optional<int> threads) {
+    if (a.ndim() != 2 || b.ndim() != 2 || c.ndim() != 2) throw py::value_error("gemm_accumulate operands must be 2-D");
+    if (!(a.flags() & py::array::c_style) || !(b.flags() & py::array::c_style) || !(c.flags() & py::array::c_style))
+        throw py::value_error("gemm_accumulate operands must be C-contiguous");
+    const OpShapes s = op_shapes(a, b, ta, tb);
+    if (s.k != s.kb || c.shape(0) != s.m || c.shape(1) != s.n)
+        throw py::value_error("gemm_accumulate: shapes do not match");
+    py::array_t<T> out({(py::ssize_t)s.m, (py::ssize_t)s.n});
+    std::copy(c.data(), c.data() + s.m * s.n, out.mutable_data());
+    GemmJob<T> g{s.m, s.n, s.k, a.data(), a.shape(1), ta, b.data(), b.shape(1), tb, out.mutable_data(), s.n,
+                 call_threads(threads)};
+    g.accumulate = true;
+    g.alpha = (T)alpha;
+    {
+        py::gil_scoped_release nogil;
+        kernels<T>().gemm(g);
+    }
+    return out;
 }
 
 std::string shape_str(int64_t r, int64_t c) { return "(" + std::to_string(r) + ", " + std::to_string(c) + ")"; }
@@ -187,6 +212,10 @@ void mm::bindings::register_ops(py::module_& m) {
           py::arg("num_threads") = py::none(), py::arg("algo") = "auto");
     m.def("gemm", &gemm_impl<double>, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
           py::arg("num_threads") = py::none(), py::arg("algo") = "auto");
+    m.def("gemm_accumulate", &gemm_accumulate_impl<float>, py::arg("c"), py::arg("a"), py::arg("b"),
+          py::arg("trans_a"), py::arg("trans_b"), py::arg("alpha"), py::arg("num_threads") = py::none());
+    m.def("gemm_accumulate", &gemm_accumulate_impl<double>, py::arg("c"), py::arg("a"), py::arg("b"),
+          py::arg("trans_a"), py::arg("trans_b"), py::arg("alpha"), py::arg("num_threads") = py::none());
     m.add_object("matmul", py::reinterpret_steal<py::object>(PyCFunction_NewEx(&kMatmulDef, nullptr, m.attr("__name__").ptr())));
     m.def("relu", &relu_impl<float>, py::arg("x"));
     m.def("relu", &relu_impl<double>, py::arg("x"));

@@ -198,12 +198,16 @@ struct EvalJob {
 
 template <class T>
 struct GemmJob {
-    // C (m x n) = op(A) (m x k) . op(B) (k x n), row-major with leading dimensions.
+    // C (m x n) = op(A) (m x k) . op(B) (k x n), row-major with leading dimensions;
+    // with accumulate, C := C + alpha op(A) op(B) (the engine's SGD step in the
+    // weight gradient's product: W := W - lr a^T dZ, no gradient stored).
     int64_t m, n, k;
     const T* a; int64_t lda; bool trans_a;
     const T* b; int64_t ldb; bool trans_b;
     T* c; int64_t ldc;
     int nthreads;
+    bool accumulate = false;
+    T alpha = T(1);  // read only with accumulate
 };
 
 template <class T>

@@ -270,7 +270,7 @@ static void pack_b(T* dst, const GemmJob<T>& g, int64_t p0, int64_t kc, int64_t 
 // block), otherwise it accumulates. Edge tiles go through a local buffer.
 template <class T>
 static inline void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, T* c,
-                                int64_t ldc, int rows, int cols, bool first) {
+                                int64_t ldc, int rows, int cols, bool first, bool scaled = false, T alpha = T(1)) {
     typedef typename VecOf<T>::type V;
     constexpr int L = MM_VBYTES / (int)sizeof(T);
     constexpr int nr = NR<T>;
@@ -300,16 +300,22 @@ static inline void micro_kernel(int64_t kc, const T* __restrict ap, const T* __r
         ap += MR;
         bp += nr;
     }
+    // scaled: C := C + alpha * tile (the one depth block of an accumulating product).
     if (rows == MR && cols == nr) {
 #pragma GCC unroll 16
         for (int r = 0; r < MR; ++r) {
             T* cr = c + r * ldc;
-            if (!first) {
+            if (!first || scaled) {
                 V c0, c1;
                 __builtin_memcpy(&c0, cr, sizeof(V));
                 __builtin_memcpy(&c1, cr + L, sizeof(V));
-                acc0[r] += c0;
-                acc1[r] += c1;
+                if (scaled) {
+                    acc0[r] = c0 + alpha * acc0[r];
+                    acc1[r] = c1 + alpha * acc1[r];
+                } else {
+                    acc0[r] += c0;
+                    acc1[r] += c1;
+                }
             }
             __builtin_memcpy(cr, &acc0[r], sizeof(V));
             __builtin_memcpy(cr + L, &acc1[r], sizeof(V));
@@ -323,7 +329,9 @@ static inline void micro_kernel(int64_t kc, const T* __restrict ap, const T* __r
     }
     for (int r = 0; r < rows; ++r)
         for (int j = 0; j < cols; ++j)
-            c[r * ldc + j] = first ? tile[r * nr + j] : c[r * ldc + j] + tile[r * nr + j];
+            c[r * ldc + j] = scaled  ? c[r * ldc + j] + alpha * tile[r * nr + j]
+                             : first ? tile[r * nr + j]
+                                     : c[r * ldc + j] + tile[r * nr + j];
 }
 
 // The jr/ir loops over one packed A block and one packed B panel.
@@ -338,7 +346,7 @@ static void macro_kernel(const GemmJob<T>& g, const T* ap, const T* bp, int64_t 
         for (int64_t i = 0; i < mc; i += MR) {
             const int rows = (int)tmin<int64_t>(MR, mc - i);
             micro_kernel<T>(kc, ap + i * kc, bp + js * nr * kc, g.c + (ic + i) * g.ldc + jc + j, g.ldc,
-                            rows, cols, first);
+                            rows, cols, first, first && g.accumulate, g.alpha);
         }
     }
 }
@@ -533,6 +541,19 @@ static inline void small_block_t(const GemmJob<T>& g, const T* b, int64_t ldb, i
         for (int r = 0; r < RM; ++r)
             for (int v = 0; v < NV; ++v) __builtin_memcpy(&acc[r][v], tot + (r * NV + v) * L, sizeof(V));
     }
+    if (g.accumulate) {
+        // C := C + alpha * op(A) op(B): c is C itself here (gemm_small_m_nv
+        // computes an accumulating tail into a tile with accumulate off).
+        const T alpha = g.alpha;
+#pragma GCC unroll 16
+        for (int r = 0; r < RM; ++r)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) {
+                V cv;
+                __builtin_memcpy(&cv, c + r * ldc + v * L, sizeof(V));
+                acc[r][v] = cv + alpha * acc[r][v];
+            }
+    }
 #pragma GCC unroll 16
     for (int r = 0; r < RM; ++r)
 #pragma GCC unroll 4
@@ -595,16 +616,18 @@ static void gemm_small_m_nv(const GemmJob<T>& g, const T* b, int64_t ldb, bool b
     // not kept) and the last rows of B from a zero-padded copy.
     const int tail_nv = (int)((tail + L - 1) / L);
     const int64_t wt = tail_nv * L;
-    const bool shifted = tail && g.n >= wt;
+    // (Not when accumulating: the columns the shifted tile shares would be added twice.)
+    const bool shifted = tail && g.n >= wt && !g.accumulate;
+    const int64_t tail0 = shifted ? g.n - wt : n_full;  // the tail tile's first column
     int64_t psplit = g.k;  // rows of B whose last vector is read in place
     if (tail && !shifted && !b_padded) {
-        // row p's vector ends at p * ldb + wt (n_full is 0 here), inside B while that is at most (k - 1) * ldb + n
-        const int64_t room = (g.k - 1) * ldb + g.n - wt;
+        // row p's vector ends at p * ldb + tail0 + wt, inside B while that is at most (k - 1) * ldb + n
+        const int64_t room = (g.k - 1) * ldb + g.n - tail0 - wt;
         psplit = room < 0 ? 0 : tmin<int64_t>(g.k, room / ldb + 1);
     }
-    T pad[W * W];  // k - psplit <= ceil((wt - n) / ldb) <= wt - n < W rows of wt <= W
+    T pad[W * W];  // k - psplit <= ceil((wt - tail) / ldb) <= wt - tail < W rows of wt <= W
     for (int64_t p = psplit; p < g.k; ++p)
-        for (int64_t j = 0; j < wt; ++j) pad[(p - psplit) * wt + j] = j < tail ? b[p * ldb + j] : T(0);
+        for (int64_t j = 0; j < wt; ++j) pad[(p - psplit) * wt + j] = j < tail ? b[p * ldb + tail0 + j] : T(0);
     // Tiles (a row block by a register block of columns, the last one maybe
     // narrower) are independent: split between threads when the caller allows
     // and there are several. Row-major tile order gives each thread whole row
@@ -613,14 +636,18 @@ static void gemm_small_m_nv(const GemmJob<T>& g, const T* b, int64_t ldb, bool b
     // if(false) still costs a team's setup: one thread calls the loop itself.
     const int64_t nblk = (g.m + SMALL_M - 1) / SMALL_M;
     const int64_t ncb = n_full / W + (tail ? 1 : 0);
-    auto last_cols = [&](int64_t rows, int64_t i0, const T* bb, int64_t ps, T* c, int64_t ldc) {
+    auto last_cols = [&](const GemmJob<T>& gj, int64_t rows, int64_t i0, const T* bb, int64_t ps, T* c,
+                         int64_t ldc) {
         if (tail_nv == 1)
-            small_block_rows<T, 1>(rows, g, bb, ldb, ps, pad, wt, i0, c, ldc);
+            small_block_rows<T, 1>(rows, gj, bb, ldb, ps, pad, wt, i0, c, ldc);
         else if (tail_nv == 2 || NV == 2)
-            small_block_rows<T, 2>(rows, g, bb, ldb, ps, pad, wt, i0, c, ldc);
+            small_block_rows<T, 2>(rows, gj, bb, ldb, ps, pad, wt, i0, c, ldc);
         else
-            small_block_rows<T, NV>(rows, g, bb, ldb, ps, pad, wt, i0, c, ldc);
+            small_block_rows<T, NV>(rows, gj, bb, ldb, ps, pad, wt, i0, c, ldc);
     };
+    // The narrow tail's tile holds op(A) op(B) alone; it is then added into C.
+    GemmJob<T> g_tile = g;
+    g_tile.accumulate = false;
     // Tiles [u0, u1) in row-major order (counters, not a division per tile).
     auto tiles = [&](int64_t u0, int64_t u1) {
         int64_t ib = u0 / ncb, cb = u0 % ncb;
@@ -630,12 +657,14 @@ static void gemm_small_m_nv(const GemmJob<T>& g, const T* b, int64_t ldb, bool b
             if (j0 < n_full) {
                 small_block_rows<T, NV>(rows, g, b + j0, ldb, g.k, nullptr, 0, i0, g.c + i0 * g.ldc + j0, g.ldc);
             } else if (shifted) {
-                last_cols(rows, i0, b + g.n - wt, g.k, g.c + i0 * g.ldc + g.n - wt, g.ldc);
+                last_cols(g, rows, i0, b + g.n - wt, g.k, g.c + i0 * g.ldc + g.n - wt, g.ldc);
             } else {
                 T tile[SMALL_M * W];
-                last_cols(rows, i0, b, psplit, tile, W);
+                last_cols(g_tile, rows, i0, b + tail0, psplit, tile, W);
+                T* ct = g.c + i0 * g.ldc + tail0;
                 for (int64_t r = 0; r < rows; ++r)
-                    for (int64_t j = 0; j < tail; ++j) g.c[(i0 + r) * g.ldc + j] = tile[r * W + j];
+                    for (int64_t j = 0; j < tail; ++j)
+                        ct[r * g.ldc + j] = g.accumulate ? ct[r * g.ldc + j] + g.alpha * tile[r * W + j] : tile[r * W + j];
             }
             if (++cb == ncb) cb = 0, ++ib;
         }
@@ -773,6 +802,26 @@ static void gemm_t(const GemmJob<T>& g) {
     GemmJob<T> job = g;
     // Starting a parallel region costs microseconds: small products stay on one thread.
     if (work < (int64_t(1) << 20)) job.nthreads = 1;
+    if (g.accumulate) {
+        // C := C + alpha op(A) op(B). The few-row kernels add into C as they store
+        // (a weight gradient a^T dZ of a batch, the engine's case), and so does
+        // the blocked kernel when one depth block holds the whole sum; any other
+        // shape goes to a scratch product added afterwards.
+        const bool in_l2 = g.k * g.n * (int64_t)sizeof(T) <= cache_sizes().l2;
+        if (g.k > 0 && !g.trans_b && g.n > L && (g.k <= SMALL_K || (g.trans_a && g.k <= FEW_DEPTH && in_l2)))
+            return gemm_small_m(job, g.b, g.ldb);
+        if (g.k > 0 && g.k <= gemm_blocks<T>().kc && work >= 16 * 1024 && !(g.m <= FEW_ROWS && in_l2))
+            return gemm_blocked_t(job);
+        Scratch tmp(sizeof(T) * (size_t)(g.m * g.n));
+        GemmJob<T> plain = job;
+        plain.accumulate = false;
+        plain.c = tmp.as<T>();
+        plain.ldc = g.n;
+        gemm_t(plain);
+        for (int64_t i = 0; i < g.m; ++i)
+            for (int64_t j = 0; j < g.n; ++j) g.c[i * g.ldc + j] += g.alpha * plain.c[i * g.n + j];
+        return;
+    }
     // The copied rows of op(B) fit the stack buffer: all of them when B is
     // transposed, at most L - 1 of them (the last rows) otherwise.
     static_assert(NARROW_COPY >= L, "the last rows of an untransposed B fit the copy");

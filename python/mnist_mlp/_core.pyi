@@ -69,6 +69,16 @@ def gemm(
     a: NDArray[np.float64], b: NDArray[np.float64], trans_a: bool, trans_b: bool,
     num_threads: int | None = None, algo: str = "auto",
 ) -> NDArray[np.float64]: ...
+@overload
+def gemm_accumulate(  # type: ignore[overload-overlap]
+    c: NDArray[np.float32], a: NDArray[np.float32], b: NDArray[np.float32], trans_a: bool, trans_b: bool,
+    alpha: float, num_threads: int | None = None,
+) -> NDArray[np.float32]: ...
+@overload
+def gemm_accumulate(
+    c: NDArray[np.float64], a: NDArray[np.float64], b: NDArray[np.float64], trans_a: bool, trans_b: bool,
+    alpha: float, num_threads: int | None = None,
+) -> NDArray[np.float64]: ...
 def matmul(
     a: Any, b: Any, trans_a: bool = False, trans_b: bool = False, *, num_threads: int | None = None
 ) -> np.ndarray: ...
