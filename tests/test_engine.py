@@ -248,3 +248,22 @@ def test_eval_train_must_be_a_bool():
     with pytest.raises(TypeError, match="eval_train must be True or False, got 'no'"):
         m.fit(x, y, eval_train="no")
     assert all(np.array_equal(a, b) for a, b in zip(before, m.weights))  # raised before training
+
+
+@pytest.mark.parametrize("d", [1, 7, 8, 9, 50, 784])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_nonzero_index_lists_every_nonzero_pixel(d, threads):
+    # The index's lists against NumPy, for widths around its 8-pixel words, blank
+    # and full rows, nonzeros at each row's end, and strided views (the scalar path).
+    rng = np.random.default_rng(d)
+    x = (rng.random((61, 2 * d)) < 0.3) * rng.integers(1, 256, (61, 2 * d))
+    x = x.astype(np.uint8)
+    x[3] = 0
+    x[5] = 255
+    x[7, -1] = 9
+    for view in (np.ascontiguousarray(x[:, :d]), x[:, ::2], x[::2, d:]):
+        off, idx, val = _core.NonzeroIndex(view, threads).csr()
+        rows, cols = np.nonzero(view)
+        np.testing.assert_array_equal(off, np.concatenate([[0], np.cumsum(np.count_nonzero(view, axis=1))]))
+        np.testing.assert_array_equal(idx, cols)
+        np.testing.assert_array_equal(val, view[rows, cols])

@@ -40,7 +40,19 @@ void mm::bindings::register_data(py::module_& m) {
              }),
              py::arg("x"), py::arg("num_threads") = py::none(), py::keep_alive<1, 2>())
         .def_property_readonly("nbytes", &NonzeroIndexData::nbytes)
-        .def_property_readonly("nnz", &NonzeroIndexData::nnz);
+        .def_property_readonly("nnz", &NonzeroIndexData::nnz)
+        .def("csr", [](const NonzeroIndexData& d) {
+            // Copies of the lists (row offsets, columns, values), for the tests.
+            const NonzeroIndex v = d.view();
+            const int64_t n = d.rows(), nnz = d.nnz();
+            py::array_t<int64_t> off(n + 1);
+            py::array_t<uint16_t> idx(nnz);
+            py::array_t<uint8_t> val(nnz);
+            std::copy(v.offsets, v.offsets + n + 1, off.mutable_data());
+            std::copy(v.idx, v.idx + nnz, idx.mutable_data());
+            std::copy(v.val, v.val + nnz, val.mutable_data());
+            return py::make_tuple(off, idx, val);
+        });
 
     py::class_<BatchPlanData>(m, "BatchPlan")
         .def(py::init([](const py::array& x, int64_t batch, std::optional<int> threads) {

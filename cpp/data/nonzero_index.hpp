@@ -4,6 +4,7 @@
 // shuffled; batches in order use a BatchPlan (batch_plan.hpp) instead.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "kernels/kernels.hpp"
@@ -14,7 +15,7 @@ class NonzeroIndexData {
 public:
     // x must be uint8 with at most 65536 columns (checked by the caller).
     NonzeroIndexData(const InputView& x, int nthreads);
-    NonzeroIndex view() const { return NonzeroIndex{offsets_.data(), idx_.data(), val_.data()}; }
+    NonzeroIndex view() const { return NonzeroIndex{offsets_.data(), idx_.get(), val_.get()}; }
     int64_t rows() const { return (int64_t)offsets_.size() - 1; }
     int64_t nnz() const { return offsets_.back(); }
     const InputView& source() const { return source_; }  // the view it was built from
@@ -23,8 +24,11 @@ public:
 
 private:
     std::vector<int64_t> offsets_;
-    std::vector<uint16_t> idx_;
-    std::vector<uint8_t> val_;
+    // Not value-initialised: the fill writes every entry, each thread its own
+    // rows, so their pages are first touched (and zeroed by the kernel) there.
+    std::unique_ptr<uint16_t[]> idx_;
+    std::unique_ptr<uint8_t[]> val_;
+    int64_t capacity_ = 0;  // entries allocated (nnz() or more, when pixels changed while it was built)
     InputView source_;
 };
 
