@@ -267,7 +267,8 @@ static void pack_b(T* dst, const GemmJob<T>& g, int64_t p0, int64_t kc, int64_t 
 }
 
 // MR x NR tile of C from packed slivers. `first` overwrites C (the first depth
-// block), otherwise it accumulates. Edge tiles go through a local buffer.
+// block), otherwise it accumulates; `scaled` stores C + alpha * tile (the one
+// depth block of an accumulating product). Edge tiles go through a local buffer.
 template <class T>
 static inline void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, T* c,
                                 int64_t ldc, int rows, int cols, bool first, bool scaled = false, T alpha = T(1)) {
@@ -300,7 +301,6 @@ static inline void micro_kernel(int64_t kc, const T* __restrict ap, const T* __r
         ap += MR;
         bp += nr;
     }
-    // scaled: C := C + alpha * tile (the one depth block of an accumulating product).
     if (rows == MR && cols == nr) {
 #pragma GCC unroll 16
         for (int r = 0; r < MR; ++r) {
