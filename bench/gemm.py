@@ -49,6 +49,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=9, help="timed calls per cell (median)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts")
     args = ap.parse_args()
+    if args.repeats < 1:
+        ap.error(f"--repeats must be >= 1, got {args.repeats}")
+    if min(args.threads) < 1:
+        ap.error(f"--threads must all be >= 1, got {args.threads}")
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(0)
