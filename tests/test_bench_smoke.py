@@ -77,7 +77,9 @@ def test_matrix_quick_run_prints_every_row(tmp_path: Path) -> None:
         for fw in frameworks:
             secs = r[fw]["seconds"]
             assert len(secs) == 1 and all(_finite(s) and s > 0 for s in secs), (fw, r[fw])
-        assert r["mnist_mlp"]["kernel"] in ("fused-plan", "layers-sparse")
+    kernels = {r["row"]["key"]: r["mnist_mlp"]["kernel"] for r in rows}
+    assert kernels == {"seed": "panels-plan", "deep-b64": "panels-index", "wide-b256": "layers-sparse",
+                       "keras-rmsprop": "layers-sparse"}
     assert "| network, batch, order |" in proc.stdout
 
 

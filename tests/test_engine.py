@@ -77,8 +77,9 @@ def test_float32_deep_network_on_mnist_matches_reference(mnist, isa, batch):
 
 @pytest.mark.parametrize(
     "sizes,batch,dtype",
-    [([50, 96, 80, 64, 10], 8, np.float32), ([50, 300, 10], 200, np.float64), ([50, 520, 130, 10], 256, np.float32)],
-    ids=["deep", "wide-large-batch", "large-batch"],
+    [([50, 96, 80, 64, 10], 8, np.float32), ([50, 96, 80, 16, 10], 8, np.float32), ([50, 200, 96, 10], 40, np.float64),
+     ([50, 300, 10], 200, np.float64), ([50, 520, 130, 10], 256, np.float32)],
+    ids=["deep", "deep-panels", "panels-wide-next", "wide-large-batch", "large-batch"],
 )
 def test_bitwise_identical_across_thread_counts(sizes, batch, dtype):
     x, y = _data(1100, 50, "uint8", seed=2)
@@ -104,7 +105,7 @@ def test_team_column_lists_with_few_columns_bitwise():
         k = rng.integers(0, 3)  # 0, 1 or 2 nonzero pixels
         x[i, rng.choice(50, k, replace=False)] = rng.integers(1, 256, k)
     y = rng.integers(0, 10, 700)
-    sizes = [50, 40, 20, 10]
+    sizes = [50, 30, 20, 10]  # the layers' stages: 20 x 10 is too big a tail for panels of 30 x 20
     results = []
     for threads in (1, 2, 3, 4):
         m = mm.MLP(sizes, seed=3, dtype=np.float64)
@@ -123,11 +124,14 @@ def test_team_column_lists_with_few_columns_bitwise():
 @pytest.mark.parametrize(
     "sizes,batch,shuffle,kind,kernel",
     [
-        ([50, 30, 10], 8, False, "uint8", "fused-plan"),
-        ([50, 30, 10], 8, True, "uint8", "fused-index"),
-        ([50, 30, 10], 8, False, "float64", "fused"),
+        ([50, 30, 10], 8, False, "uint8", "panels-plan"),
+        ([50, 30, 10], 8, True, "uint8", "panels-index"),
+        ([50, 30, 10], 8, False, "float64", "panels"),
         ([50, 30, 10], 65, False, "uint8", "layers-sparse"),
-        ([50, 30, 20, 10], 8, False, "uint8", "layers-sparse"),
+        ([50, 30, 20, 10], 8, False, "uint8", "layers-sparse"),  # the layers after two: too big for panels
+        ([50, 64, 32, 10], 8, False, "uint8", "panels-plan"),
+        ([50, 64, 32, 8, 10], 64, True, "uint8", "panels-index"),
+        ([50, 64, 32, 10], 65, True, "uint8", "layers-sparse"),
         ([50, 30, 20, 10], 200, True, "uint8", "layers-sparse"),
         ([50, 30, 20, 10], 8, False, "float64", "layers-dense"),
     ],
@@ -139,13 +143,15 @@ def test_kernel_choice(sizes, batch, shuffle, kind, kernel):
     assert h[0]["kernel"] == kernel
 
 
-def test_sparse_and_dense_first_layer_agree():
+@pytest.mark.parametrize("engine,kernels", [("1", ("layers-sparse", "layers-dense")), ("0", ("panels-plan", "panels"))])
+def test_sparse_and_dense_first_layer_agree(monkeypatch, engine, kernels):
+    monkeypatch.setenv("MNIST_MLP_TEST_LAYERS", engine)
     x, y = _data(300, 50, "uint8")
     a = mm.MLP([50, 40, 30, 10], seed=0, dtype=np.float64)
     b = mm.MLP([50, 40, 30, 10], seed=0, dtype=np.float64)
     ha = a.fit(x, y, epochs=1, batch_size=32, sparse=True)
     hb = b.fit(x, y, epochs=1, batch_size=32, sparse=False)
-    assert ha[0]["kernel"] == "layers-sparse" and hb[0]["kernel"] == "layers-dense"
+    assert (ha[0]["kernel"], hb[0]["kernel"]) == kernels
     assert max(rel_max_diff(p, q) for p, q in zip(a.weights + a.biases, b.weights + b.biases)) <= 1e-12
 
 
@@ -164,6 +170,29 @@ def test_running_train_metrics(sizes, batch):
         loss += r.train_step(xb, yb, 0.1)
     assert rec["train_loss"] == pytest.approx(loss / len(x), rel=1e-12)
     assert rec["train_accuracy"] == correct / len(x)
+
+
+@pytest.mark.parametrize("sizes", [[50, 64, 32, 10], [50, 64, 48, 8, 10], [50, 200, 96, 10]])
+@pytest.mark.parametrize("batch", [1, 8, 13, 64])
+@pytest.mark.parametrize("kind,shuffle", [("uint8", False), ("uint8", True), ("float64", False)])
+def test_panels_agree_with_the_layers_stages(monkeypatch, isa, sizes, batch, kind, shuffle):
+    # Two or more hidden layers in panels (the next layer's rows with the first
+    # layer's units; the layers after them on every thread), against the engine's
+    # layer-by-layer stages forced by MNIST_MLP_TEST_LAYERS, and the reference.
+    x, y = _data(300, 50, kind)
+    out = {}
+    for layers in ("0", "1"):
+        monkeypatch.setenv("MNIST_MLP_TEST_LAYERS", layers)
+        m = mm.MLP(sizes, seed=2, dtype=np.float64)
+        h = m.fit(x, y, epochs=2, batch_size=batch, lr=0.1, shuffle=shuffle, num_threads=2)
+        out[h[0]["kernel"].split("-")[0]] = m
+    assert set(out) == {"panels", "layers"}
+    a, b = out["panels"], out["layers"]
+    assert max(rel_max_diff(p, q) for p, q in zip(a.weights + a.biases, b.weights + b.biases)) <= TOL64
+    if not shuffle:
+        r = NumpyMLP(sizes, seed=2, dtype=np.float64)
+        r.fit(x, y, epochs=2, batch_size=batch, lr=0.1)
+        assert _max_rel(a, r) <= TOL64
 
 
 def test_sixty_four_weight_matrices_train():
@@ -193,13 +222,18 @@ def test_a_batch_of_every_sample_and_wide_layers():
 
 
 def test_training_aid_follows_the_kernel_choice():
-    assert _core.training_aid(2, 8, 1000, True, 784, False, True) == "plan"
-    assert _core.training_aid(2, 8, 1000, True, 784, True, True) == "index"
-    assert _core.training_aid(3, 8, 1000, True, 784, False, True) == "index"
-    assert _core.training_aid(2, 65, 1000, True, 784, False, True) == "index"
-    assert _core.training_aid(2, 65, 40, True, 784, False, True) == "plan"  # one batch of 40
-    assert _core.training_aid(3, 8, 1000, False, 784, False, True) == "none"
-    assert _core.training_aid(3, 8, 1000, True, 784, False, False) == "none"
+    assert _core.training_aid([784, 300, 10], 8, 1000, True, 784, False, True) == "plan"
+    assert _core.training_aid([784, 300, 10], 8, 1000, True, 784, True, True) == "index"
+    assert _core.training_aid([784, 512, 256, 10], 8, 1000, True, 784, False, True) == "plan"
+    assert _core.training_aid([784, 64, 64, 64, 10], 8, 1000, True, 784, False, True) == "index"
+    assert _core.training_aid([784, 300, 10], 65, 1000, True, 784, False, True) == "index"
+    assert _core.training_aid([784, 300, 10], 65, 40, True, 784, False, True) == "plan"  # one batch of 40
+    assert _core.training_aid([784, 300, 10], 8, 1000, True, 784, False, True, plain=False) == "index"
+    assert _core.training_aid([784, 300, 10], 8, 1000, True, 784, False, True, "tanh") == "index"
+    assert _core.training_aid([784, 300, 100, 10], 8, 1000, False, 784, False, True) == "none"
+    assert _core.training_aid([784, 300, 100, 10], 8, 1000, True, 784, False, False) == "none"
+    with pytest.raises(ValueError, match="layer sizes"):
+        _core.training_aid([784], 8, 1000, True, 784, False, True)
 
 
 @pytest.mark.parametrize(
@@ -213,6 +247,7 @@ def test_fused_update_equals_the_separate_stages(monkeypatch, isa, sizes, batch,
     # against the stages they fuse: gradients stored, then update_dense.
     x, y = _data(300, 50, kind)
     out = []
+    monkeypatch.setenv("MNIST_MLP_TEST_LAYERS", "1")  # the layers' stages, not the panels
     for unfused in ("0", "1"):
         monkeypatch.setenv("MNIST_MLP_TEST_UNFUSED", unfused)
         m = mm.MLP(sizes, seed=2, dtype=np.float64)

@@ -502,7 +502,8 @@ def test_evaluation_with_the_batch_plan_matches(mnist, isa, batch_size):
 
 
 @pytest.mark.parametrize("leader", ["0", "1"])
-def test_single_thread_fallback_changes_nothing(mnist, leader, tmp_path):
+@pytest.mark.parametrize("sizes", [[784, 300, 10], [784, 128, 64, 10]])
+def test_single_thread_fallback_changes_nothing(mnist, leader, sizes, tmp_path):
     # Under load the training loop may drop to one thread mid-epoch; force that
     # (with either thread carrying on) and compare with an undisturbed run, bitwise.
     import os
@@ -514,16 +515,17 @@ def test_single_thread_fallback_changes_nothing(mnist, leader, tmp_path):
     code = (
         "import sys, numpy as np, mnist_mlp as mm\n"
         "(x, y), _ = mm.load_mnist(sys.argv[1])\n"
-        "m = mm.MLP([784, 300, 10], seed=4)\n"
+        f"m = mm.MLP({sizes}, seed=4)\n"
         "m.fit(x[:3000], y[:3000], epochs=2, num_threads=2)\n"
         "np.savez(sys.argv[2], *(m.weights + m.biases))\n"
     )
     env = dict(os.environ, MNIST_MLP_TEST_SOLO_LEADER=leader)
     out = tmp_path / "solo.npz"
     subprocess.run([sys.executable, "-c", code, str(DATA), str(out)], env=env, check=True, timeout=120)
-    m = mm.MLP([784, 300, 10], seed=4)
+    m = mm.MLP(sizes, seed=4)
     (x, y), _ = mnist
-    m.fit(x[:3000], y[:3000], epochs=2, num_threads=1)
+    h = m.fit(x[:3000], y[:3000], epochs=2, num_threads=1)
+    assert h[0]["kernel"] == "panels-plan"
     with np.load(out) as f:
         for a, b in zip(_params(m), [f[k] for k in f.files]):
             assert np.array_equal(a, b)

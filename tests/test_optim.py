@@ -234,7 +234,7 @@ def test_dropout_changes_training_and_plain_sgd_without_it_is_the_seeds(data):
     ha = a.fit(x, y, epochs=1, batch_size=8)
     hb = b.fit(x, y, epochs=1, batch_size=8)
     assert not np.array_equal(a.weights[0], b.weights[0])
-    assert ha[0]["kernel"].startswith("layers-") and hb[0]["kernel"].startswith("fused")
+    assert ha[0]["kernel"].startswith("layers-") and hb[0]["kernel"].startswith("panels")
 
 
 def test_dropout_masks_rate_and_keys():

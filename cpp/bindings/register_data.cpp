@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "bindings/common.hpp"
 #include "data/batch_plan.hpp"
@@ -18,14 +19,17 @@ void mm::bindings::register_data(py::module_& m) {
     // (a NonzeroIndex: the first layer over the nonzero pixels) or "none".
     m.def(
         "training_aid",
-        [](int nlayers, int64_t batch, int64_t n, bool u8, int64_t features, bool shuffled, bool sparse,
-           const std::string& activation, bool plain) -> std::string {
+        [](const std::vector<int64_t>& sizes, int64_t batch, int64_t n, bool u8, int64_t features, bool shuffled,
+           bool sparse, const std::string& activation, bool plain) -> std::string {
+            if (sizes.size() < 2 || sizes.size() > (size_t)kMaxLayers + 1)
+                throw py::value_error("training_aid needs 2 to " + std::to_string(kMaxLayers + 1) + " layer sizes");
             if (!u8 || !sparse || features > 65536) return "none";
-            if (!shuffled && fused_one_hidden(nlayers, std::min(batch, n), activation_named(activation), plain))
+            if (!shuffled && panel_first_layer((int)sizes.size() - 1, sizes.data(), std::min(batch, n),
+                                               activation_named(activation), plain))
                 return "plan";
             return "index";
         },
-        py::arg("nlayers"), py::arg("batch_size"), py::arg("n"), py::arg("uint8"), py::arg("features"),
+        py::arg("layer_sizes"), py::arg("batch_size"), py::arg("n"), py::arg("uint8"), py::arg("features"),
         py::arg("shuffled"), py::arg("sparse"), py::arg("activation") = "relu", py::arg("plain") = true);
 
     py::class_<NonzeroIndexData>(m, "NonzeroIndex")

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 
 namespace mm {
 
@@ -38,8 +39,7 @@ struct NonzeroIndex {
     const uint8_t* val;
 };
 
-// The fused training variant (engine/train_fast.inc) takes one hidden ReLU layer and
-// batches up to this size.
+// The panel variant of the engine (engine/train_panels.inc) takes batches up to this size.
 constexpr int64_t kFastMaxBatch = 64;
 
 // What the training steps need, for the batches 0..n-1 in order (no
@@ -119,11 +119,21 @@ inline bool plain_sgd(const OptConfig& o) {
     return (o.kind == OptKind::sgd || o.kind == OptKind::sgd_sklearn) && o.momentum == 0 && o.weight_decay == 0;
 }
 
-// The one rule for the fused variant, shared by the engine's kernel choice
-// (engine_choice) and by what fit prepares for it (a BatchPlan). `plain`: plain
-// SGD and no dropout (the variant fuses both into its arithmetic).
-inline bool fused_one_hidden(int nlayers, int64_t batch, Activation act, bool plain) {
-    return plain && nlayers == 2 && batch <= kFastMaxBatch && act == Activation::relu;
+// The one rule for the panel variant (engine/train_panels.inc), shared by the
+// engine's kernel choice (engine_choice) and by what fit prepares for it (a
+// BatchPlan): small batches, ReLU, and `plain`, plain SGD without dropout (the
+// variant fuses both into its arithmetic). Its panels hold the first hidden
+// layer and the next layer's rows for its units; every thread runs the layers
+// after those two alike, so they must be small next to them: at most a quarter
+// of the second layer's weights. Any depth from one hidden layer on.
+inline bool panel_first_layer(int nlayers, const int64_t* sizes, int64_t batch, Activation act, bool plain) {
+    if (!plain || nlayers < 2 || batch > kFastMaxBatch || act != Activation::relu) return false;
+    // Tests run the layers' stages instead, to compare the two: MNIST_MLP_TEST_LAYERS=1.
+    const char* layers_env = std::getenv("MNIST_MLP_TEST_LAYERS");
+    if (layers_env && layers_env[0] == '1') return false;
+    int64_t tail = 0;
+    for (int l = 2; l < nlayers; ++l) tail += sizes[l] * sizes[l + 1];
+    return 4 * tail <= sizes[1] * sizes[2];
 }
 
 // A network as plain pointers into the model's single parameter allocation.

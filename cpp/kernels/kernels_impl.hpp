@@ -942,12 +942,13 @@ static double softmax_xent_rows(T* probs, T* dlogits, const T* z, const int32_t*
 // Training: the fused one-hidden-layer variant, the stage kernels, and the one
 // epoch loop over them (engine/train_epoch.inc).
 
-#include "engine/train_fast.inc"
+#include "kernels/panel_kernels.inc"
 #include "kernels/activations.inc"
 #include "kernels/sparse_first_layer.inc"
 #include "kernels/update.inc"
 #include "kernels/dropout.inc"
 #include "kernels/backward_rows.inc"
+#include "engine/train_panels.inc"
 #include "engine/train_epoch.inc"
 
 // ---------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def in_forked_child() -> bool:
     """True in a child made by fork() (which then runs single-threaded)."""
 
 def training_aid(
-    nlayers: int,
+    layer_sizes: list[int],
     batch_size: int,
     n: int,
     uint8: bool,
@@ -130,7 +130,7 @@ class _TrainEpochResult(TypedDict):
     first_nonfinite_batch: int
     correct: int  # samples predicted right, each before its step's update
     penalty_sum: float  # scikit-learn's L2 term summed over the steps (decay_over_rows), else 0
-    kernel: str  # the engine's variant: "fused-plan", "fused-index", "fused", "layers-sparse" or "layers-dense"
+    kernel: str  # the engine's variant: "panels-plan", "panels-index", "panels", "layers-sparse" or "layers-dense"
 
 _F = TypeVar("_F", np.float32, np.float64)
 

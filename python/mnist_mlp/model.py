@@ -430,7 +430,7 @@ class MLP:
             # all now, once; shuffled, index each image's nonzeros.
             index = plan = None
             aid = _core.training_aid(
-                len(sizes) - 1, batch_size, len(x), x.dtype == np.uint8, x.shape[1], bool(shuffle) or _orders is not None,
+                list(sizes), batch_size, len(x), x.dtype == np.uint8, x.shape[1], bool(shuffle) or _orders is not None,
                 bool(sparse),
                 self._activation, plain,
             )
