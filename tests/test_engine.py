@@ -78,8 +78,8 @@ def test_float32_deep_network_on_mnist_matches_reference(mnist, isa, batch):
 @pytest.mark.parametrize(
     "sizes,batch,dtype",
     [([50, 96, 80, 64, 10], 8, np.float32), ([50, 96, 80, 16, 10], 8, np.float32), ([50, 200, 96, 10], 40, np.float64),
-     ([50, 300, 10], 200, np.float64), ([50, 520, 130, 10], 256, np.float32)],
-    ids=["deep", "deep-panels", "panels-wide-next", "wide-large-batch", "large-batch"],
+     ([50, 800, 64, 10], 16, np.float32), ([50, 300, 10], 200, np.float64), ([50, 520, 130, 10], 256, np.float32)],
+    ids=["deep", "deep-panels", "panels-wide-next", "three-panels", "wide-large-batch", "large-batch"],
 )
 def test_bitwise_identical_across_thread_counts(sizes, batch, dtype):
     x, y = _data(1100, 50, "uint8", seed=2)
