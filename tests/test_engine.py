@@ -174,7 +174,7 @@ def test_running_train_metrics(sizes, batch):
     assert rec["train_accuracy"] == correct / len(x)
 
 
-@pytest.mark.parametrize("sizes", [[50, 64, 32, 10], [50, 64, 48, 8, 10], [50, 200, 96, 10]])
+@pytest.mark.parametrize("sizes", [[50, 64, 32, 10], [50, 64, 48, 8, 10], [50, 64, 12, 10], [50, 200, 96, 10]])
 @pytest.mark.parametrize("batch", [1, 8, 13, 64])
 @pytest.mark.parametrize("kind,shuffle", [("uint8", False), ("uint8", True), ("float64", False)])
 def test_panels_agree_with_the_layers_stages(monkeypatch, isa, sizes, batch, kind, shuffle):
