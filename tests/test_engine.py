@@ -129,6 +129,7 @@ def test_team_column_lists_with_few_columns_bitwise():
         ([50, 30, 10], 8, False, "float64", "panels"),
         ([50, 30, 10], 65, False, "uint8", "panels-index"),  # the first layer holds most weights
         ([50, 30, 10], 257, True, "uint8", "layers-sparse"),
+        ([50, 30, 10], 65, True, "float64", "layers-dense"),  # over 64: pixels only
         ([50, 40, 30, 10], 65, True, "uint8", "layers-sparse"),  # 40 x 30 + 30 x 10 > 50 x 40 / 4
         ([50, 30, 20, 10], 8, False, "uint8", "layers-sparse"),  # the layers after two: too big for panels
         ([50, 64, 32, 10], 8, False, "uint8", "panels-plan"),

@@ -25,7 +25,7 @@ void mm::bindings::register_data(py::module_& m) {
                 throw py::value_error("training_aid needs 2 to " + std::to_string(kMaxLayers + 1) + " layer sizes");
             if (!u8 || !sparse || features > 65536) return "none";
             if (!shuffled && std::min(batch, n) <= kFastMaxBatch && panel_first_layer((int)sizes.size() - 1, sizes.data(), std::min(batch, n),
-                                               activation_named(activation), plain))
+                                               activation_named(activation), plain, true))
                 return "plan";
             return "index";
         },

@@ -130,14 +130,17 @@ inline bool plain_sgd(const OptConfig& o) {
 // after those two alike, so they must be small next to them: at most a quarter
 // of the second layer's weights. Any depth from one hidden layer on. Batches of
 // 65 to 256 too when the layers after the first have at most a quarter of its
-// weights (784-300-10 at batch 128 and 256 measured 0.19 and 0.17 s an epoch
+// weights and the input is uint8 pixels read over their nonzeros, `pixels`
+// (784-300-10 at batch 128 and 256 measured 0.19 and 0.17 s an epoch
 // against 0.30 and 0.27 s in the layers' stages; 784-512-512-10 at 256, whose
 // second layer is the bigger, 0.92 against 0.84 s), and while the batch's
 // per-thread lists stay small (B x D up to 2^20).
-inline bool panel_first_layer(int nlayers, const int64_t* sizes, int64_t batch, Activation act, bool plain) {
+inline bool panel_first_layer(int nlayers, const int64_t* sizes, int64_t batch, Activation act, bool plain,
+                              bool pixels) {
     if (!plain || nlayers < 2 || batch > kPanelMaxBatch || act != Activation::relu) return false;
     if (batch > kFastMaxBatch) {
-        if (batch * sizes[0] > (int64_t)1 << 20) return false;  // its per-thread lists take ~16 B x D bytes
+        // Only over pixels' nonzeros: dense features would read W0 once per sample.
+        if (!pixels || batch * sizes[0] > (int64_t)1 << 20) return false;  // its per-thread lists take ~16 B x D bytes
         int64_t after = 0;
         for (int l = 1; l < nlayers; ++l) after += sizes[l] * sizes[l + 1];
         if (4 * after > sizes[0] * sizes[1]) return false;
