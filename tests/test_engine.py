@@ -198,6 +198,36 @@ def test_panels_agree_with_the_layers_stages(monkeypatch, isa, sizes, batch, kin
         assert _max_rel(a, r) <= TOL64
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_failed_allocation_in_the_panels_drops_the_epoch(monkeypatch, threads):
+    # An allocation failing inside the panels' region (forced on the last thread's
+    # tail at step 5): MemoryError, no thread left waiting, the model as it was.
+    x, y = _data(300, 50, "uint8")
+    m = mm.MLP([50, 64, 32, 10], seed=2, dtype=np.float64)
+    m.fit(x, y, epochs=1, batch_size=8, lr=0.1, num_threads=threads)
+    before = [p.copy() for p in m.weights + m.biases]
+    monkeypatch.setenv("MNIST_MLP_TEST_FAIL_STEP", "5")
+    import threading
+
+    raised = []
+
+    def run():  # in a daemon thread: a team left waiting fails the test instead of hanging it
+        try:
+            m.fit(x, y, epochs=1, batch_size=8, lr=0.1, num_threads=threads)
+        except MemoryError as e:
+            raised.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "the panels' threads hung after the failure"
+    assert len(raised) == 1
+    assert all(np.array_equal(a, b) for a, b in zip(m.weights + m.biases, before))
+    monkeypatch.delenv("MNIST_MLP_TEST_FAIL_STEP")
+    h = m.fit(x, y, epochs=1, batch_size=8, lr=0.1, num_threads=threads)
+    assert h[0]["kernel"] == "panels-plan"
+
+
 def test_sixty_four_weight_matrices_train():
     sizes = [20] + [6] * 63 + [3]
     assert len(sizes) == 65
