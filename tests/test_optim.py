@@ -285,6 +285,119 @@ def test_schedule_returning_a_bad_factor_is_an_error(data):
         m.fit(x, y, lr_schedule="cosine")
 
 
+# -- the panel variant with every rule -------------------------------------------------------
+
+# (layer sizes, batch, shuffled, input kind): one hidden layer, a tail after two
+# (its layers on every thread), a next layer of 16+ units (its products as GEMMs),
+# and a batch over 64 (pixels only).
+PANEL_CASES = [
+    ([50, 30, 10], 8, False, "uint8"),
+    ([50, 64, 32, 10], 13, True, "uint8"),
+    ([50, 200, 96, 10], 8, False, "float64"),
+    ([50, 30, 10], 100, True, "uint8"),
+]
+
+
+def _pixels(n, features, seed):
+    rng = np.random.default_rng(seed)
+    x = ((rng.random((n, features)) < 0.25) * rng.integers(1, 256, (n, features))).astype(np.uint8)
+    return x, rng.integers(0, 10, n)
+
+
+@pytest.mark.parametrize("case", PANEL_CASES, ids=lambda c: "-".join(map(str, c[0])) + f"-b{c[1]}")
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_panels_take_every_rule(monkeypatch, case, name):
+    # Each rule in the panel variant (W1 in panels with its state, lazy momentum
+    # for SGD with momentum alone) against the layers' stages forced by
+    # MNIST_MLP_TEST_LAYERS: float64, 2 epochs, 1e-9 of the largest parameter,
+    # the optimizer's state included.
+    sizes, batch, shuffle, kind = case
+    x, y = _pixels(300, 50, 4)
+    if kind == "float64":
+        x = x / 255.0
+    out = {}
+    for layers in ("0", "1"):
+        monkeypatch.setenv("MNIST_MLP_TEST_LAYERS", layers)
+        m = mm.MLP(sizes, seed=2, dtype=np.float64)
+        h = m.fit(x, y, epochs=2, batch_size=batch, shuffle=shuffle, num_threads=2, optimizer=OPTIMIZERS[name]())
+        out[h[0]["kernel"].split("-")[0]] = m
+    assert set(out) == {"panels", "layers"}
+    a, b = out["panels"], out["layers"]
+    assert rel_err(a.weights + a.biases, b.weights + b.biases) <= 1e-9
+    sa, sb = a.optimizer_state, b.optimizer_state
+    assert sa["step"] == sb["step"] == 2 * -(-300 // batch)
+    for slot in filter(None, sa["slots"]):
+        ws_a, bs_a = sa[slot]
+        ws_b, bs_b = sb[slot]
+        assert rel_err(ws_a + bs_a, ws_b + bs_b) <= 1e-9, slot
+
+
+@pytest.mark.parametrize(
+    "make,kernel",
+    [
+        (lambda: mm.optim.SGD(lr=0.05, momentum=0.9), "panels-index"),
+        (lambda: mm.optim.Adam(), "panels-index"),
+        (lambda: mm.optim._SklearnSGD(0.05, 0.9, True, 0.0), "panels-index"),
+        (lambda: mm.optim._SklearnAdam(1e-3, 0.9, 0.999, 1e-8, 0.0), "panels-index"),
+        # scikit-learn's alpha > 0 adds every weight's square to each step's loss:
+        # the layers' stages sum them, the panels do not.
+        (lambda: mm.optim._SklearnSGD(0.05, 0.9, True, 1e-4), "layers-sparse"),
+        (lambda: mm.optim._SklearnAdam(1e-3, 0.9, 0.999, 1e-8, 1e-4), "layers-sparse"),
+    ],
+)
+def test_panel_choice_by_rule(make, kernel):
+    x, y = _pixels(100, 50, 3)
+    assert mm.MLP([50, 30, 10], seed=0).fit(x, y, batch_size=8, optimizer=make())[0]["kernel"] == kernel
+
+
+@pytest.mark.parametrize("name", ["sgd-momentum", "adam", "rmsprop-centered-momentum"])
+def test_panels_with_a_rule_match_the_reference_float32(data, name):
+    x, y = data
+    m = mm.MLP([40, 24, 6], seed=5)
+    r = NumpyMLP([40, 24, 6], seed=5, dtype=np.float32)
+    h = m.fit(x, y, epochs=1, batch_size=8, optimizer=OPTIMIZERS[name]())
+    r.fit(x, y, epochs=1, batch_size=8, optimizer=OPTIMIZERS[name]())
+    assert h[0]["kernel"] == "panels-index"
+    assert rel_err(m.weights + m.biases, r.weights + r.biases) <= 2e-4
+
+
+@pytest.mark.parametrize("sizes", [[200, 768, 10], [200, 768, 20, 10]])
+@pytest.mark.parametrize("name", ["sgd-momentum", "sgd-dampening-wd", "adam-wd-amsgrad", "rmsprop-centered-momentum"])
+def test_panels_with_a_rule_bitwise_across_thread_counts(sizes, name):
+    # Three panels (768 units): 1, 2 and 3 threads give the same bits, at batch 8
+    # and 100, with the state carried from one fit to the next.
+    x, y = _pixels(400, 200, 9)
+    results = []
+    for threads in (1, 2, 3):
+        m = mm.MLP(sizes, seed=10)
+        kernels = [m.fit(x, y, epochs=1, batch_size=b, shuffle=True, num_threads=threads,
+                         optimizer=OPTIMIZERS[name]())[0]["kernel"] for b in (100, 8)]
+        assert kernels == ["panels-index", "panels-index"]
+        state = m.optimizer_state
+        results.append([np.array(p) for p in m.weights + m.biases]
+                       + [a for slot in filter(None, state["slots"]) for part in state[slot] for a in part])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["sgd-momentum", "adam-wd-amsgrad", "rmsprop-centered-momentum"])
+def test_panels_resumed_fit_continues_bitwise(tmp_path, data, name):
+    # The state the panels write back is what the next fit reads: a saved and
+    # reloaded model continues as one uninterrupted fit.
+    x, y = data
+    kw = dict(batch_size=16, shuffle=True, optimizer=OPTIMIZERS[name]())
+    whole = mm.MLP([40, 24, 16, 6], seed=11)
+    assert whole.fit(x, y, epochs=3, **kw)[0]["kernel"] == "panels-index"
+    part = mm.MLP([40, 24, 16, 6], seed=11)
+    part.fit(x, y, epochs=1, **kw)
+    part.save(tmp_path / "m.npz")
+    resumed = mm.MLP.load(tmp_path / "m.npz")
+    resumed.fit(x, y, epochs=2, **kw)
+    for a, b in zip(whole.weights + whole.biases, resumed.weights + resumed.biases):
+        np.testing.assert_array_equal(a, b)
+
+
 # -- determinism, state, persistence ----------------------------------------------------------
 
 

@@ -122,10 +122,15 @@ inline bool plain_sgd(const OptConfig& o) {
     return (o.kind == OptKind::sgd || o.kind == OptKind::sgd_sklearn) && o.momentum == 0 && o.weight_decay == 0;
 }
 
+// The update rules the panel variant applies: every rule of UPDATES
+// (kernels/update.inc), except with scikit-learn's L2 term (alpha > 0), whose
+// loss needs every weight's square at each step, which the panels do not sum.
+inline bool panel_rule(const OptConfig& o) { return !(o.decay_over_rows && o.weight_decay > 0); }
+
 // The one rule for the panel variant (engine/train_panels.inc), shared by the
 // engine's kernel choice (engine_choice) and by what fit prepares for it (a
-// BatchPlan): small batches, ReLU, and `plain`, plain SGD without dropout (the
-// variant fuses both into its arithmetic). Its panels hold the first hidden
+// BatchPlan, for plain SGD): small batches, ReLU, and `takes`, no dropout and a
+// rule the panels apply (panel_rule). Its panels hold the first hidden
 // layer and the next layer's rows for its units; every thread runs the layers
 // after those two alike, so they must be small next to them: at most a quarter
 // of the second layer's weights. Any depth from one hidden layer on. Batches of
@@ -135,9 +140,9 @@ inline bool plain_sgd(const OptConfig& o) {
 // against 0.30 and 0.27 s in the layers' stages; 784-512-512-10 at 256, whose
 // second layer is the bigger, 0.92 against 0.84 s), and while the batch's
 // per-thread lists stay small (B x D up to 2^20).
-inline bool panel_first_layer(int nlayers, const int64_t* sizes, int64_t batch, Activation act, bool plain,
+inline bool panel_first_layer(int nlayers, const int64_t* sizes, int64_t batch, Activation act, bool takes,
                               bool pixels) {
-    if (!plain || nlayers < 2 || batch > kPanelMaxBatch || act != Activation::relu) return false;
+    if (!takes || nlayers < 2 || batch > kPanelMaxBatch || act != Activation::relu) return false;
     if (batch > kFastMaxBatch) {
         // Only over pixels' nonzeros: dense features would read W0 once per sample.
         if (!pixels || batch * sizes[0] > (int64_t)1 << 20) return false;  // its per-thread lists take ~16 B x D bytes
