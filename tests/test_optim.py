@@ -304,24 +304,40 @@ def _pixels(n, features, seed):
     return x, rng.integers(0, 10, n)
 
 
+# scikit-learn's rules (MLPClassifier's solvers) with alpha > 0: its L2 term on the
+# weights over the batch rows, and its loss term.
+PANEL_RULES = {
+    **OPTIMIZERS,
+    "sklearn-sgd-alpha": lambda: mm.optim._SklearnSGD(0.05, 0.9, True, 1e-3),
+    "sklearn-adam-alpha": lambda: mm.optim._SklearnAdam(3e-3, 0.9, 0.999, 1e-8, 1e-3),
+}
+
+
 @pytest.mark.parametrize("case", PANEL_CASES, ids=lambda c: "-".join(map(str, c[0])) + f"-b{c[1]}")
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("name", sorted(PANEL_RULES))
 def test_panels_take_every_rule(monkeypatch, case, name):
     # Each rule in the panel variant (W1 in panels with its state, lazy momentum
     # for SGD with momentum alone) against the layers' stages forced by
     # MNIST_MLP_TEST_LAYERS: float64, 2 epochs, 1e-9 of the largest parameter,
-    # the optimizer's state included.
+    # the optimizer's state included, and scikit-learn's loss term (the same sums
+    # in another order: 1e-12).
     sizes, batch, shuffle, kind = case
     x, y = _pixels(300, 50, 4)
     if kind == "float64":
         x = x / 255.0
-    out = {}
+    out, penalty = {}, {}
     for layers in ("0", "1"):
         monkeypatch.setenv("MNIST_MLP_TEST_LAYERS", layers)
         m = mm.MLP(sizes, seed=2, dtype=np.float64)
-        h = m.fit(x, y, epochs=2, batch_size=batch, shuffle=shuffle, num_threads=2, optimizer=OPTIMIZERS[name]())
+        h = m.fit(x, y, epochs=2, batch_size=batch, shuffle=shuffle, num_threads=2, optimizer=PANEL_RULES[name]())
         out[h[0]["kernel"].split("-")[0]] = m
+        penalty[h[0]["kernel"].split("-")[0]] = [r.get("train_penalty") for r in h]
     assert set(out) == {"panels", "layers"}
+    if name.endswith("-alpha"):
+        assert penalty["panels"][0] > 0
+        np.testing.assert_allclose(penalty["panels"], penalty["layers"], rtol=1e-12, atol=0)
+    else:
+        assert penalty["panels"] == penalty["layers"] == [None, None]
     a, b = out["panels"], out["layers"]
     assert rel_err(a.weights + a.biases, b.weights + b.biases) <= 1e-9
     sa, sb = a.optimizer_state, b.optimizer_state
@@ -339,10 +355,8 @@ def test_panels_take_every_rule(monkeypatch, case, name):
         (lambda: mm.optim.Adam(), "panels-index"),
         (lambda: mm.optim._SklearnSGD(0.05, 0.9, True, 0.0), "panels-index"),
         (lambda: mm.optim._SklearnAdam(1e-3, 0.9, 0.999, 1e-8, 0.0), "panels-index"),
-        # scikit-learn's alpha > 0 adds every weight's square to each step's loss:
-        # the layers' stages sum them, the panels do not.
-        (lambda: mm.optim._SklearnSGD(0.05, 0.9, True, 1e-4), "layers-sparse"),
-        (lambda: mm.optim._SklearnAdam(1e-3, 0.9, 0.999, 1e-8, 1e-4), "layers-sparse"),
+        (lambda: mm.optim._SklearnSGD(0.05, 0.9, True, 1e-4), "panels-index"),
+        (lambda: mm.optim._SklearnAdam(1e-3, 0.9, 0.999, 1e-8, 1e-4), "panels-index"),
     ],
 )
 def test_panel_choice_by_rule(make, kernel):
@@ -362,7 +376,8 @@ def test_panels_with_a_rule_match_the_reference_float32(data, name):
 
 
 @pytest.mark.parametrize("sizes", [[200, 768, 10], [200, 768, 20, 10]])
-@pytest.mark.parametrize("name", ["sgd-momentum", "sgd-dampening-wd", "adam-wd-amsgrad", "rmsprop-centered-momentum"])
+@pytest.mark.parametrize("name", ["sgd-momentum", "sgd-dampening-wd", "adam-wd-amsgrad", "rmsprop-centered-momentum",
+                                  "sklearn-adam-alpha"])
 def test_panels_with_a_rule_bitwise_across_thread_counts(sizes, name):
     # Three panels (768 units): 1, 2 and 3 threads give the same bits, at batch 8
     # and 100, with the state carried from one fit to the next.
@@ -370,12 +385,13 @@ def test_panels_with_a_rule_bitwise_across_thread_counts(sizes, name):
     results = []
     for threads in (1, 2, 3):
         m = mm.MLP(sizes, seed=10)
-        kernels = [m.fit(x, y, epochs=1, batch_size=b, shuffle=True, num_threads=threads,
-                         optimizer=OPTIMIZERS[name]())[0]["kernel"] for b in (100, 8)]
-        assert kernels == ["panels-index", "panels-index"]
+        hist = [m.fit(x, y, epochs=1, batch_size=b, shuffle=True, num_threads=threads,
+                      optimizer=PANEL_RULES[name]())[0] for b in (100, 8)]
+        assert [h["kernel"] for h in hist] == ["panels-index", "panels-index"]
         state = m.optimizer_state
         results.append([np.array(p) for p in m.weights + m.biases]
-                       + [a for slot in filter(None, state["slots"]) for part in state[slot] for a in part])
+                       + [a for slot in filter(None, state["slots"]) for part in state[slot] for a in part]
+                       + [np.array([h.get("train_penalty", 0.0) for h in hist])])
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)

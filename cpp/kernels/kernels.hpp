@@ -122,15 +122,10 @@ inline bool plain_sgd(const OptConfig& o) {
     return (o.kind == OptKind::sgd || o.kind == OptKind::sgd_sklearn) && o.momentum == 0 && o.weight_decay == 0;
 }
 
-// The update rules the panel variant applies: every rule of UPDATES
-// (kernels/update.inc), except with scikit-learn's L2 term (alpha > 0), whose
-// loss needs every weight's square at each step, which the panels do not sum.
-inline bool panel_rule(const OptConfig& o) { return !(o.decay_over_rows && o.weight_decay > 0); }
-
 // The one rule for the panel variant (engine/train_panels.inc), shared by the
 // engine's kernel choice (engine_choice) and by what fit prepares for it (a
-// BatchPlan, for plain SGD): small batches, ReLU, and `takes`, no dropout and a
-// rule the panels apply (panel_rule). Its panels hold the first hidden
+// BatchPlan, for plain SGD): small batches, ReLU, and `takes`, no dropout (every
+// update rule of kernels/update.inc runs in it). Its panels hold the first hidden
 // layer and the next layer's rows for its units; every thread runs the layers
 // after those two alike, so they must be small next to them: at most a quarter
 // of the second layer's weights. Any depth from one hidden layer on. Batches of
