@@ -175,6 +175,44 @@ def test_running_train_metrics(sizes, batch):
     assert rec["train_accuracy"] == correct / len(x)
 
 
+def _panels_against_layers(monkeypatch, sizes, batch, kind, shuffle, act="relu"):
+    """Trains `sizes` in the panels and in the layers' stages (forced by
+    MNIST_MLP_TEST_LAYERS), float64, 2 epochs; checks both agree, and with batches
+    in order the reference too, to TOL64."""
+    x, y = _data(300, 50, kind)
+    out = {}
+    for layers in ("0", "1"):
+        monkeypatch.setenv("MNIST_MLP_TEST_LAYERS", layers)
+        m = mm.MLP(sizes, activation=act, seed=2, dtype=np.float64)
+        h = m.fit(x, y, epochs=2, batch_size=batch, lr=0.1, shuffle=shuffle, num_threads=2)
+        out[h[0]["kernel"].split("-")[0]] = m
+    assert set(out) == {"panels", "layers"}
+    a, b = out["panels"], out["layers"]
+    assert max(rel_max_diff(p, q) for p, q in zip(a.weights + a.biases, b.weights + b.biases)) <= TOL64
+    if not shuffle:
+        r = NumpyMLP(sizes, activation=act, seed=2, dtype=np.float64)
+        r.fit(x, y, epochs=2, batch_size=batch, lr=0.1)
+        assert _max_rel(a, r) <= TOL64
+
+
+@pytest.mark.parametrize("act", ["tanh", "logistic", "identity"])
+@pytest.mark.parametrize(
+    "sizes,batch,kind,shuffle",
+    [
+        ([50, 30, 10], 8, "uint8", False),  # a batch plan
+        ([50, 30, 10], 5, "uint8", True),
+        ([50, 30, 10], 100, "uint8", True),  # over 64: pixels only
+        ([50, 64, 32, 10], 13, "float64", False),
+        ([50, 200, 96, 10], 8, "uint8", True),  # a next layer of 16+ units: its products as GEMMs
+        ([50, 40, 24, 6, 10], 1, "uint8", False),
+    ],
+)
+def test_panels_with_every_activation(monkeypatch, act, sizes, batch, kind, shuffle):
+    # Activations other than ReLU in the panels (applied over each panel's real
+    # units, the padding left at 0), against the layers' stages and the reference.
+    _panels_against_layers(monkeypatch, sizes, batch, kind, shuffle, act)
+
+
 @pytest.mark.parametrize("sizes", [[50, 64, 32, 10], [50, 64, 48, 8, 10], [50, 64, 12, 10], [50, 200, 96, 10]])
 @pytest.mark.parametrize("batch", [1, 8, 13, 64])
 @pytest.mark.parametrize("kind,shuffle", [("uint8", False), ("uint8", True), ("float64", False)])
@@ -182,20 +220,7 @@ def test_panels_agree_with_the_layers_stages(monkeypatch, isa, sizes, batch, kin
     # Two or more hidden layers in panels (the next layer's rows with the first
     # layer's units; the layers after them on every thread), against the engine's
     # layer-by-layer stages forced by MNIST_MLP_TEST_LAYERS, and the reference.
-    x, y = _data(300, 50, kind)
-    out = {}
-    for layers in ("0", "1"):
-        monkeypatch.setenv("MNIST_MLP_TEST_LAYERS", layers)
-        m = mm.MLP(sizes, seed=2, dtype=np.float64)
-        h = m.fit(x, y, epochs=2, batch_size=batch, lr=0.1, shuffle=shuffle, num_threads=2)
-        out[h[0]["kernel"].split("-")[0]] = m
-    assert set(out) == {"panels", "layers"}
-    a, b = out["panels"], out["layers"]
-    assert max(rel_max_diff(p, q) for p, q in zip(a.weights + a.biases, b.weights + b.biases)) <= TOL64
-    if not shuffle:
-        r = NumpyMLP(sizes, seed=2, dtype=np.float64)
-        r.fit(x, y, epochs=2, batch_size=batch, lr=0.1)
-        assert _max_rel(a, r) <= TOL64
+    _panels_against_layers(monkeypatch, sizes, batch, kind, shuffle)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -262,7 +287,10 @@ def test_training_aid_follows_the_kernel_choice():
     assert _core.training_aid([784, 300, 10], 65, 1000, True, 784, False, True) == "index"
     assert _core.training_aid([784, 300, 10], 65, 40, True, 784, False, True) == "plan"  # one batch of 40
     assert _core.training_aid([784, 300, 10], 8, 1000, True, 784, False, True, plain=False) == "index"
-    assert _core.training_aid([784, 300, 10], 8, 1000, True, 784, False, True, "tanh") == "index"
+    # Every activation runs in the panels, with a plan (its deferred update is linear in W1).
+    assert _core.training_aid([784, 300, 10], 8, 1000, True, 784, False, True, "tanh") == "plan"
+    with pytest.raises(ValueError, match="activation"):
+        _core.training_aid([784, 300, 10], 8, 1000, True, 784, False, True, "softplus")
     assert _core.training_aid([784, 300, 100, 10], 8, 1000, False, 784, False, True) == "none"
     assert _core.training_aid([784, 300, 100, 10], 8, 1000, True, 784, False, False) == "none"
     with pytest.raises(ValueError, match="layer sizes"):

@@ -23,9 +23,10 @@ void mm::bindings::register_data(py::module_& m) {
            bool sparse, const std::string& activation, bool plain) -> std::string {
             if (sizes.size() < 2 || sizes.size() > (size_t)kMaxLayers + 1)
                 throw py::value_error("training_aid needs 2 to " + std::to_string(kMaxLayers + 1) + " layer sizes");
+            (void)activation_named(activation);  // checked; every activation runs in the panels
             if (!u8 || !sparse || features > 65536) return "none";
             if (!shuffled && std::min(batch, n) <= kFastMaxBatch && panel_first_layer((int)sizes.size() - 1, sizes.data(), std::min(batch, n),
-                                               activation_named(activation), plain, true))
+                                               plain, true))
                 return "plan";
             return "index";
         },
