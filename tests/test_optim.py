@@ -227,6 +227,35 @@ def test_dropout_matches_reference(data, act, batch, dropout):
     np.testing.assert_allclose(m.predict_proba(x), r.predict_proba(x), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "sizes,dropout,act,batch,name",
+    [
+        ([40, 50, 6], 0.3, "relu", 8, "sgd"),  # two panels: masks keyed by the unit, not its place in a panel
+        ([40, 24, 16, 6], [0.2, 0.5], "relu", 5, "sgd"),
+        ([40, 24, 16, 6], [0.0, 0.4], "tanh", 13, "adam"),
+        ([40, 64, 16, 8, 6], 0.25, "logistic", 64, "sgd-momentum"),
+        ([40, 200, 20, 6], 0.1, "relu", 3, "rmsprop"),  # a next layer of 16+ units
+    ],
+)
+def test_dropout_in_the_panels_agrees_with_the_layers_stages(monkeypatch, data, sizes, dropout, act, batch, name):
+    # Dropout in the panels (each panel's units masked by their own keys; the
+    # layers after them on every thread), against the layers' stages and the
+    # reference, whose masks are the same: float64, 1e-9.
+    x, y = data
+    out = {}
+    for layers in ("0", "1"):
+        monkeypatch.setenv("MNIST_MLP_TEST_LAYERS", layers)
+        m = mm.MLP(sizes, activation=act, dropout=dropout, seed=6, dtype=np.float64)
+        h = m.fit(x, y, epochs=2, batch_size=batch, shuffle=True, num_threads=2, optimizer=OPTIMIZERS[name]())
+        out[h[0]["kernel"].split("-")[0]] = m
+    assert set(out) == {"panels", "layers"}
+    a, b = out["panels"], out["layers"]
+    assert rel_err(a.weights + a.biases, b.weights + b.biases) <= 1e-9
+    r = NumpyMLP(sizes, activation=act, dropout=dropout, seed=6, dtype=np.float64)
+    r.fit(x, y, epochs=2, batch_size=batch, shuffle=True, optimizer=OPTIMIZERS[name]())
+    assert rel_err(a.weights + a.biases, r.weights + r.biases) <= 1e-9
+
+
 def test_dropout_changes_training_and_plain_sgd_without_it_is_the_seeds(data):
     x, y = data
     a = mm.MLP([40, 24, 6], dropout=0.3, seed=6)
@@ -234,7 +263,8 @@ def test_dropout_changes_training_and_plain_sgd_without_it_is_the_seeds(data):
     ha = a.fit(x, y, epochs=1, batch_size=8)
     hb = b.fit(x, y, epochs=1, batch_size=8)
     assert not np.array_equal(a.weights[0], b.weights[0])
-    assert ha[0]["kernel"].startswith("layers-") and hb[0]["kernel"].startswith("panels")
+    # Both in the panels: dropout reads the index (the batch plan is plain SGD's without it).
+    assert (ha[0]["kernel"], hb[0]["kernel"]) == ("panels-index", "panels-plan")
 
 
 def test_dropout_masks_rate_and_keys():

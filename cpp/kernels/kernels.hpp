@@ -124,8 +124,8 @@ inline bool plain_sgd(const OptConfig& o) {
 
 // The one rule for the panel variant (engine/train_panels.inc), shared by the
 // engine's kernel choice (engine_choice) and by what fit prepares for it (a
-// BatchPlan, for plain SGD): small batches and `takes`, no dropout (every update
-// rule of kernels/update.inc and every activation of ACTIVATIONS run in it). Its panels hold the first hidden
+// BatchPlan, for plain SGD without dropout): small batches, whatever the update
+// rule (kernels/update.inc), the activation (ACTIVATIONS) and dropout. Its panels hold the first hidden
 // layer and the next layer's rows for its units; every thread runs the layers
 // after those two alike, so they must be small next to them: at most a quarter
 // of the second layer's weights. Any depth from one hidden layer on. Batches of
@@ -135,8 +135,8 @@ inline bool plain_sgd(const OptConfig& o) {
 // against 0.30 and 0.27 s in the layers' stages; 784-512-512-10 at 256, whose
 // second layer is the bigger, 0.92 against 0.84 s), and while the batch's
 // per-thread lists stay small (B x D up to 2^20).
-inline bool panel_first_layer(int nlayers, const int64_t* sizes, int64_t batch, bool takes, bool pixels) {
-    if (!takes || nlayers < 2 || batch > kPanelMaxBatch) return false;
+inline bool panel_first_layer(int nlayers, const int64_t* sizes, int64_t batch, bool pixels) {
+    if (nlayers < 2 || batch > kPanelMaxBatch) return false;
     if (batch > kFastMaxBatch) {
         // Only over pixels' nonzeros: dense features would read W0 once per sample.
         if (!pixels || batch * sizes[0] > (int64_t)1 << 20) return false;  // its per-thread lists take ~16 B x D bytes
