@@ -107,6 +107,20 @@ def test_shallow_matmul_is_deterministic_across_threads():
     _check(c1, a.T.astype(np.float64) @ b.astype(np.float64), np.float32)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [17, 128, 1000])
+def test_shallow_matmul_with_transposed_b_at_any_height(isa, dtype, m):
+    # dZ . W^T below a narrow layer (k = 10 classes): op(B) is transposed once and
+    # streamed by every row block, at any height; the same bits for any thread count.
+    rng = np.random.default_rng(12)
+    for n, k in [(512, 10), (300, 16), (17, 1), (33, 7), (5000, 10)]:
+        a, b = _operands(rng, m, n, k, False, True, dtype)
+        c1 = mm.ops.matmul(a, b, False, True, num_threads=1)
+        _check(c1, a.astype(np.float64) @ b.T.astype(np.float64), dtype)
+        for t in (2, 3):
+            assert np.array_equal(c1, mm.ops.matmul(a, b, False, True, num_threads=t)), (m, n, k, t)
+
+
 @pytest.mark.parametrize("n", [40, 300])
 def test_few_rows_matmul_splits_columns_between_threads(isa, n):
     # A batch of 8 is one row block: its column tiles are split between threads.
@@ -280,7 +294,10 @@ def test_gemm_accumulate_over_every_path(isa, dtype):
     # thread count gives the same bits.
     rng = np.random.default_rng(11)
     shapes = [(300, 64, 40), (300, 10, 64), (512, 256, 64), (784, 300, 8), (37, 70, 200), (2, 3, 5),
-              (1024, 512, 128), (700, 600, 200), (301, 65, 300), (50, 40, 1000)]
+              (1024, 512, 128), (700, 600, 200), (301, 65, 300), (50, 40, 1000),
+              # one vector of columns or less (an output layer's weight gradient): the
+              # narrow kernel adding as it stores, every row through its tile
+              (512, 10, 128), (33, 16, 7), (1, 1, 1), (5, 9, 1024)]
     for m, n, k in shapes:
         for ta, tb in [(True, False), (False, False), (False, True)]:
             a, b = _operands(rng, m, n, k, ta, tb, dtype)

@@ -717,12 +717,16 @@ static inline void narrow_rows(const GemmJob<T>& g, int64_t i0, const T* const* 
     }
     // C is (m, n) contiguous: a whole-vector store spills into the next row,
     // which is stored after it; the rows whose vector would pass C's end go
-    // through the tile.
+    // through the tile. Accumulating (C := C + alpha op(A) op(B)), every row
+    // goes through the tile: a spilled lane would be added into the next row.
     const int64_t end = g.m * g.n;
 #pragma GCC unroll 16
     for (int r = 0; r < RM; ++r) {
         T* c = g.c + (i0 + r) * g.n;
-        if ((i0 + r) * g.n + L <= end) {
+        if (g.accumulate) {
+            __builtin_memcpy(tile, &acc[r], sizeof(V));
+            for (int64_t j = 0; j < g.n; ++j) c[j] += g.alpha * tile[j];
+        } else if ((i0 + r) * g.n + L <= end) {
             __builtin_memcpy(c, &acc[r], sizeof(V));
         } else {
             __builtin_memcpy(tile, &acc[r], sizeof(V));
@@ -794,6 +798,18 @@ __attribute__((noinline)) static void gemm_small_bt_stack(const GemmJob<T>& g, i
 
 #include "kernels/gemm_abt.inc"
 
+// The products gemm_narrow_t takes: one vector of columns into a contiguous C,
+// op(B)'s copied rows within its stack buffer (all of them when B is
+// transposed, at most L - 1, the last rows, otherwise), little enough work for
+// one thread.
+template <class T>
+static bool narrow_fits(const GemmJob<T>& g, int64_t work) {
+    constexpr int L = MM_VBYTES / (int)sizeof(T);
+    static_assert(NARROW_COPY >= L, "the last rows of an untransposed B fit the copy");
+    return g.n <= L && g.ldc == g.n && g.k > 0 && g.k <= NARROW_K && (!g.trans_b || g.k <= NARROW_COPY) &&
+           work < (int64_t(1) << 20);
+}
+
 template <class T>
 static void gemm_t(const GemmJob<T>& g) {
     constexpr int L = MM_VBYTES / (int)sizeof(T);
@@ -810,6 +826,9 @@ static void gemm_t(const GemmJob<T>& g) {
         const bool in_l2 = g.k * g.n * (int64_t)sizeof(T) <= cache_sizes().l2;
         if (g.k > 0 && !g.trans_b && g.n > L && (g.k <= SMALL_K || (g.trans_a && g.k <= FEW_DEPTH && in_l2)))
             return gemm_small_m(job, g.b, g.ldb);
+        // One vector of columns (an output layer's weight gradient a^T dZ, added
+        // into W by the fused SGD step): the narrow kernel adds as it stores.
+        if (narrow_fits(g, work)) return gemm_narrow_t(job);
         if (g.k > 0 && g.k <= gemm_blocks<T>().kc && work >= 16 * 1024 && !(g.m <= FEW_ROWS && in_l2))
             return gemm_blocked_t(job);
         Scratch tmp(sizeof(T) * (size_t)(g.m * g.n));
@@ -824,15 +843,23 @@ static void gemm_t(const GemmJob<T>& g) {
     }
     // The copied rows of op(B) fit the stack buffer: all of them when B is
     // transposed, at most L - 1 of them (the last rows) otherwise.
-    static_assert(NARROW_COPY >= L, "the last rows of an untransposed B fit the copy");
-    if (g.n <= L && g.ldc == g.n && g.k > 0 && g.k <= NARROW_K && (!g.trans_b || g.k <= NARROW_COPY) &&
-        work < (int64_t(1) << 20))
-        return gemm_narrow_t(job);
+    if (narrow_fits(g, work)) return gemm_narrow_t(job);
     // A transposed A of a batch's depth (a weight gradient a^T dZ): its row
     // blocks are contiguous, and B's k rows stay in L1 for every block.
     const bool b_in_l2 = g.k * g.n * (int64_t)sizeof(T) <= cache_sizes().l2;
     if (g.k > 0 && !g.trans_b && (g.k <= SMALL_K || (g.trans_a && g.k <= FEW_DEPTH && b_in_l2)))
         return gemm_small_m(job, g.b, g.ldb);
+    // A shallow product with B transposed (the delta below a narrow layer,
+    // dZ . W^T with k = 10 classes): op(B) is k short rows, transposed once (k n
+    // elements against m n k multiply-adds) and padded, then streamed from L1
+    // by every row block, as for an untransposed shallow B.
+    if (g.trans_b && g.k > 0 && g.k <= SMALL_K && g.n > L) {
+        constexpr int64_t W = SMALL_NV * L;
+        const int64_t np = (g.n + W - 1) / W * W;
+        if (g.k * np <= SMALL_BT) return gemm_small_bt_stack(job, np);
+        Scratch bt(sizeof(T) * (size_t)(g.k * np));
+        return gemm_small_bt(job, bt.as<T>(), np);
+    }
     if (g.k > 0 && (g.m <= 2 * SMALL_M || (g.m <= FEW_ROWS && b_in_l2))) {
         if (!g.trans_b) return gemm_small_m(job, g.b, g.ldb);
         // Deep enough for whole vectors along the depth: dot products of rows,
