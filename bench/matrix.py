@@ -22,7 +22,11 @@ hyperparameters; dropout is torch.nn.Dropout and a jax.random mask.
 
 Compute-bound rows are also set against NumPy's sgemm rate measured in this
 run: the epoch's FLOPs (counting only the work it needs: a sparse first layer
-counts its nonzero pixels) over its median time.
+counts its nonzero pixels) over its median time. A row is compute-bound when it
+is marked so (784-1024-1024-10 at batch 256), or when being 2x faster than the
+faster peer would take more than 80% of that sgemm rate on the epoch's FLOPs:
+its target is then the issue's exception (at least 1.2x the peer and 80% of
+sgemm), and the table says what 2x would take.
 """
 
 from __future__ import annotations
@@ -357,11 +361,20 @@ def table(results: list[dict[str, Any]], rate: float | None) -> str:
         ours = median(r["mnist_mlp"].get("seconds"))
         peers = [p for p in (median(r["torch"].get("seconds")), median(r["jax"].get("seconds"))) if p is not None]
         ratio = min(peers) / ours if peers and ours else None
-        vs = "–" if ratio is None else (f"{ratio:.1f}× faster" if ratio >= 1 else f"{1 / ratio:.1f}× slower")
-        if row.compute_bound:
+        # Two decimals near the targets, so that 1.95x does not print as 2.0x.
+        vs = "–" if ratio is None else (f"{ratio:.{2 if ratio < 3 else 1}f}× faster" if ratio >= 1
+                                        else f"{1 / ratio:.1f}× slower")
+        ours_rate = r.get("gflops")
+        # The rate 2x the faster peer would take, for the work the epoch needs:
+        # a row is compute-bound (the issue's exception) when that is more than
+        # 80% of NumPy's sgemm rate in the same run, or when marked so.
+        rate_2x = ours_rate * ours / (min(peers) / 2) if ours_rate and ours and peers else None
+        by_rate = bool(rate and rate_2x and rate_2x > 0.8 * rate and row.key != "seed")
+        if row.compute_bound or by_rate:
             need = 1.2
-            ours_rate = r.get("gflops")
             extra = f"; {ours_rate:.0f} GFLOP/s = {ours_rate / rate:.0%} of NumPy sgemm" if ours_rate and rate else ""
+            if by_rate and not row.compute_bound:
+                extra += f" (2× would need {rate_2x / rate:.0%})"
             target = f"≥ 1.2×, ≥ 80% sgemm{extra}"
             if ours_rate and rate and ours_rate < 0.8 * rate:
                 need = float("inf")  # both halves of the target must hold
