@@ -363,3 +363,25 @@ def test_nonzero_index_lists_every_nonzero_pixel(d, threads):
         np.testing.assert_array_equal(off, np.concatenate([[0], np.cumsum(np.count_nonzero(view, axis=1))]))
         np.testing.assert_array_equal(idx, cols)
         np.testing.assert_array_equal(val, view[rows, cols])
+
+
+@pytest.mark.parametrize("user_env, spin", [({}, "1000"), ({"GOMP_SPINCOUNT": "5"}, "5"),
+                                            ({"OMP_WAIT_POLICY": "active"}, "30000000000")])
+def test_import_sets_a_short_openmp_spin_unless_the_user_chose_one(user_env, spin):
+    # libgomp reads its spin count once, when the core loads: mnist_mlp sets 1000
+    # for that moment (a thread spinning for milliseconds starves a process sharing
+    # its core) and then restores the environment; a user's own choice stands.
+    # OMP_DISPLAY_ENV makes libgomp print what it read, on stderr.
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env.update(user_env, OMP_DISPLAY_ENV="verbose")
+    code = "import os, mnist_mlp; print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    if "GOMP_SPINCOUNT = " not in r.stderr:
+        pytest.skip("this OpenMP runtime is not libgomp")
+    assert f"GOMP_SPINCOUNT = '{spin}'" in r.stderr
+    assert r.stdout.split() == [user_env.get("GOMP_SPINCOUNT", "None"), user_env.get("OMP_WAIT_POLICY", "None")]

@@ -3,7 +3,27 @@ and checked against a plain NumPy reference (`mnist_mlp.reference`)."""
 
 from __future__ import annotations
 
-from . import _core, ops, optim, reference
+import os as _os
+
+# The core's OpenMP threads wait for the next parallel region by spinning, then
+# sleep. libgomp's default spin (GOMP_SPINCOUNT 300000, some milliseconds)
+# suits an idle machine, not a shared one: a spinning thread uses up its time
+# slice, so when another process shares its core every region then waits for it
+# to be scheduled again. Measured on 2 cores with a busy loop on the second:
+# 784-512-512-10 at batch 128 took 2.5-3.3 s per epoch with the default spin,
+# 1.7-2.3 s with a spin of 1000 (README, "Busy machines"). The spin is set to
+# 1000 (microseconds: the gaps between the engine's regions) while the core
+# loads, since libgomp reads it then, unless the user chose a wait policy; the
+# environment is then restored.
+_SPIN_SET = not any(v in _os.environ for v in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY"))
+if _SPIN_SET:
+    _os.environ["GOMP_SPINCOUNT"] = "1000"
+try:
+    from . import _core
+finally:
+    if _SPIN_SET:
+        del _os.environ["GOMP_SPINCOUNT"]
+from . import ops, optim, reference
 from .callbacks import EarlyStopping
 from .idx import IdxError, load_mnist, read_idx, write_idx
 from . import datasets
