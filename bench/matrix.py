@@ -35,6 +35,7 @@ import argparse
 import datetime as dt
 import importlib.util
 import json
+import math
 import os
 import platform
 import re
@@ -361,14 +362,16 @@ def table(results: list[dict[str, Any]], rate: float | None) -> str:
         ours = median(r["mnist_mlp"].get("seconds"))
         peers = [p for p in (median(r["torch"].get("seconds")), median(r["jax"].get("seconds"))) if p is not None]
         ratio = min(peers) / ours if peers and ours else None
-        # Two decimals near the targets, so that 1.95x does not print as 2.0x.
-        vs = "–" if ratio is None else (f"{ratio:.{2 if ratio < 3 else 1}f}× faster" if ratio >= 1
+        # Two decimals near the targets, rounded down, so that 1.95x or 1.996x does
+        # not print as 2.0x beside a ✗.
+        vs = "–" if ratio is None else (f"{math.floor(ratio * 100) / 100:.2f}× faster" if 1 <= ratio < 3
+                                        else f"{ratio:.1f}× faster" if ratio >= 3
                                         else f"{1 / ratio:.1f}× slower")
         ours_rate = r.get("gflops")
         # The rate 2x the faster peer would take, for the work the epoch needs:
         # a row is compute-bound (the exception) when that is more than
         # 80% of NumPy's sgemm rate in the same run, or when marked so.
-        rate_2x = ours_rate * ours / (min(peers) / 2) if ours_rate and ours and peers else None
+        rate_2x = ours_rate * ours / (min(peers) / 2) if ours_rate and ours and peers and min(peers) > 0 else None
         by_rate = bool(rate and rate_2x and rate_2x > 0.8 * rate and row.key != "seed")
         if row.compute_bound or by_rate:
             need = 1.2

@@ -385,3 +385,21 @@ def test_import_sets_a_short_openmp_spin_unless_the_user_chose_one(user_env, spi
         pytest.skip("this OpenMP runtime is not libgomp")
     assert f"GOMP_SPINCOUNT = '{spin}'" in r.stderr
     assert r.stdout.split() == [user_env.get("GOMP_SPINCOUNT", "None"), user_env.get("OMP_WAIT_POLICY", "None")]
+
+
+def test_import_leaves_the_spin_alone_when_libgomp_is_already_loaded():
+    # Another library loaded libgomp first (torch ships one): it read its spin
+    # then, and mnist_mlp does not touch the environment for nothing.
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = ("import ctypes, os\n"
+            "try:\n    ctypes.CDLL('libgomp.so.1')\nexcept OSError:\n    print('absent'); raise SystemExit\n"
+            "import mnist_mlp\nprint(mnist_mlp._SPIN_SET, os.environ.get('GOMP_SPINCOUNT'))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    if r.stdout.strip() == "absent":
+        pytest.skip("no libgomp.so.1 to preload")
+    assert r.stdout.split() == ["False", "None"]
