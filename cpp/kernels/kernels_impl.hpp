@@ -795,6 +795,16 @@ __attribute__((noinline)) static void gemm_small_bt_stack(const GemmJob<T>& g, i
     alignas(64) T t[SMALL_BT];
     gemm_small_bt(g, t, np);
 }
+// C = A . B^T through a transposed copy of B, its rows padded with zeros to
+// whole register blocks: on the stack when small, else in a scratch buffer.
+template <class T>
+static void gemm_via_bt(const GemmJob<T>& g) {
+    constexpr int64_t W = SMALL_NV * (MM_VBYTES / (int64_t)sizeof(T));
+    const int64_t np = (g.n + W - 1) / W * W;
+    if (g.k * np <= SMALL_BT) return gemm_small_bt_stack(g, np);
+    Scratch bt(sizeof(T) * (size_t)(g.k * np));
+    gemm_small_bt(g, bt.as<T>(), np);
+}
 
 #include "kernels/gemm_abt.inc"
 
@@ -853,27 +863,14 @@ static void gemm_t(const GemmJob<T>& g) {
     // dZ . W^T with k = 10 classes): op(B) is k short rows, transposed once (k n
     // elements against m n k multiply-adds) and padded, then streamed from L1
     // by every row block, as for an untransposed shallow B.
-    if (g.trans_b && g.k > 0 && g.k <= SMALL_K && g.n > L) {
-        constexpr int64_t W = SMALL_NV * L;
-        const int64_t np = (g.n + W - 1) / W * W;
-        if (g.k * np <= SMALL_BT) return gemm_small_bt_stack(job, np);
-        Scratch bt(sizeof(T) * (size_t)(g.k * np));
-        return gemm_small_bt(job, bt.as<T>(), np);
-    }
+    if (g.trans_b && g.k > 0 && g.k <= SMALL_K && g.n > L) return gemm_via_bt(job);
     if (g.k > 0 && (g.m <= 2 * SMALL_M || (g.m <= FEW_ROWS && b_in_l2))) {
         if (!g.trans_b) return gemm_small_m(job, g.b, g.ldb);
         // Deep enough for whole vectors along the depth: dot products of rows,
         // nothing transposed (a backward pass's dZ . W^T).
         if (!g.trans_a && g.m <= 2 * ABT_RM * 2 && g.k >= 4 * (MM_VBYTES / (int64_t)sizeof(T))) return gemm_abt_small(job);
-        if (g.m <= 2 * SMALL_M && work < (int64_t(1) << 24)) {
-            // Transposing a small B is cheaper than reading it across its rows;
-            // its rows padded with zeros to whole register blocks.
-            constexpr int64_t W = SMALL_NV * L;
-            const int64_t np = (g.n + W - 1) / W * W;
-            if (g.k * np <= SMALL_BT) return gemm_small_bt_stack(job, np);
-            Scratch bt(sizeof(T) * (size_t)(g.k * np));
-            return gemm_small_bt(job, bt.as<T>(), np);
-        }
+        // Transposing a small B is cheaper than reading it across its rows.
+        if (g.m <= 2 * SMALL_M && work < (int64_t(1) << 24)) return gemm_via_bt(job);
     }
     // Below this much work, packing costs more than it saves.
     if (work < 16 * 1024 && !g.trans_b) return gemm_naive_t(job);
