@@ -25,10 +25,7 @@ void mm::bindings::register_data(py::module_& m) {
                 throw py::value_error("training_aid needs 2 to " + std::to_string(kMaxLayers + 1) + " layer sizes");
             (void)activation_named(activation);  // checked; every activation runs in the panels
             if (!u8 || !sparse || features > 65536) return "none";
-            // A plan: plain SGD without dropout (`plain`), batches in order, the panel variant.
-            if (plain && !shuffled && std::min(batch, n) <= kFastMaxBatch &&
-                panel_first_layer((int)sizes.size() - 1, sizes.data(), std::min(batch, n), true))
-                return "plan";
+            if (plan_applies((int)sizes.size() - 1, sizes.data(), std::min(batch, n), plain, !shuffled)) return "plan";
             return "index";
         },
         py::arg("layer_sizes"), py::arg("batch_size"), py::arg("n"), py::arg("uint8"), py::arg("features"),

@@ -151,6 +151,12 @@ inline bool panel_first_layer(int nlayers, const int64_t* sizes, int64_t batch, 
     for (int l = 2; l < nlayers; ++l) tail += sizes[l] * sizes[l + 1];
     return 4 * tail <= sizes[1] * sizes[2];
 }
+// Whether the panel variant reads a BatchPlan over the pixels: plain SGD without
+// dropout (`plain`), batches in order, a batch a plan holds. The one rule for
+// what fit prepares (training_aid) and what the engine reads (engine_choice).
+inline bool plan_applies(int nlayers, const int64_t* sizes, int64_t batch, bool plain, bool in_order) {
+    return plain && in_order && batch <= kFastMaxBatch && panel_first_layer(nlayers, sizes, batch, true);
+}
 
 // A network as plain pointers into the model's single parameter allocation.
 // w[l] is (sizes[l], sizes[l+1]) row-major, b[l] is (sizes[l+1],).
