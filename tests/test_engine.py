@@ -365,6 +365,19 @@ def test_nonzero_index_lists_every_nonzero_pixel(d, threads):
         np.testing.assert_array_equal(val, view[rows, cols])
 
 
+def _child_without_spin_settings(code, **env_vars):
+    # A fresh interpreter running code, with neither spin variable of the caller.
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env.update(env_vars)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
 @pytest.mark.parametrize("user_env, spin", [({}, "1000"), ({"GOMP_SPINCOUNT": "5"}, "5"),
                                             ({"OMP_WAIT_POLICY": "active"}, "30000000000")])
 def test_import_sets_a_short_openmp_spin_unless_the_user_chose_one(user_env, spin):
@@ -372,15 +385,8 @@ def test_import_sets_a_short_openmp_spin_unless_the_user_chose_one(user_env, spi
     # for that moment (a thread spinning for milliseconds starves a process sharing
     # its core) and then restores the environment; a user's own choice stands.
     # OMP_DISPLAY_ENV makes libgomp print what it read, on stderr.
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
-    env.update(user_env, OMP_DISPLAY_ENV="verbose")
     code = "import os, mnist_mlp; print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
-    assert r.returncode == 0, r.stderr
+    r = _child_without_spin_settings(code, **user_env, OMP_DISPLAY_ENV="verbose")
     if "GOMP_SPINCOUNT = " not in r.stderr:
         pytest.skip("this OpenMP runtime is not libgomp")
     assert f"GOMP_SPINCOUNT = '{spin}'" in r.stderr
@@ -390,16 +396,10 @@ def test_import_sets_a_short_openmp_spin_unless_the_user_chose_one(user_env, spi
 def test_import_leaves_the_spin_alone_when_libgomp_is_already_loaded():
     # Another library loaded libgomp first (torch ships one): it read its spin
     # then, and mnist_mlp does not touch the environment for nothing.
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     code = ("import ctypes, os\n"
             "try:\n    ctypes.CDLL('libgomp.so.1')\nexcept OSError:\n    print('absent'); raise SystemExit\n"
             "import mnist_mlp\nprint(mnist_mlp._SPIN_SET, os.environ.get('GOMP_SPINCOUNT'))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
-    assert r.returncode == 0, r.stderr
+    r = _child_without_spin_settings(code)
     if r.stdout.strip() == "absent":
         pytest.skip("no libgomp.so.1 to preload")
     assert r.stdout.split() == ["False", "None"]
