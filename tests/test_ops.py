@@ -45,9 +45,11 @@ def test_matmul_odd_sizes_against_naive_and_numpy(isa, dtype, ta, tb):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_matmul_blocked_sizes_and_threads(isa, dtype, threads):
-    # Sizes that cross the block sizes (KC=256, MC, NC=3072) and their edges.
+    # Sizes that cross the block sizes (KC=256, MC, NC=3072) and their edges. (106, 3100, 300):
+    # packed, its last A sliver 10 rows (transposed in an 8-row block that overlaps the one before).
     rng = np.random.default_rng(2)
-    for m, n, k in [(200, 300, 784), (784, 300, 8), (8, 10, 300), (145, 3100, 257), (1, 4000, 513), (600, 1, 300)]:
+    for m, n, k in [(200, 300, 784), (784, 300, 8), (8, 10, 300), (145, 3100, 257), (1, 4000, 513), (600, 1, 300),
+                    (106, 3100, 300)]:
         for ta, tb in [(False, False), (True, False), (False, True)]:
             a, b = _operands(rng, m, n, k, ta, tb, dtype)
             ref = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
