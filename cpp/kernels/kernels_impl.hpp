@@ -216,6 +216,16 @@ void transpose_small<float>(float* t, int64_t ldt, const float* b, int64_t ldb, 
     else transpose_scalar(t, ldt, b, ldb, 0, n, 0, k);
 }
 #endif
+// t (k x width) = the transpose of b (n x k, leading dimension ldb), its
+// columns past n zero: packed slivers and transposed copies padded to whole
+// register blocks.
+template <class T>
+static void transpose_padded(T* t, int64_t width, const T* b, int64_t ldb, int64_t n, int64_t k) {
+    transpose_small(t, width, b, ldb, n, k);
+    if (n < width)
+        for (int64_t p = 0; p < k; ++p)
+            for (int64_t j = n; j < width; ++j) t[p * width + j] = T(0);
+}
 
 // Packs rows [i0, i0+mc) x depth [p0, p0+kc) of op(A) into MR-row slivers,
 // zero-padding the last sliver so the micro-kernel never reads past the edge.
@@ -230,10 +240,7 @@ static void pack_a(T* dst, const GemmJob<T>& g, int64_t i0, int64_t mc, int64_t 
             // The sliver is the transpose of A's rows [ib, ib + rows), columns [p0, p0 + kc):
             // float blocks of 8 x 8 through registers, as pack_b's transposed B (element by
             // element it took 4% of a 784-1024-1024-10 epoch at batch 256).
-            transpose_small(d, MR, g.a + ib * g.lda + p0, g.lda, rows, kc);
-            if (rows < MR)
-                for (int64_t p = 0; p < kc; ++p)
-                    for (int r = (int)rows; r < MR; ++r) d[p * MR + r] = T(0);
+            transpose_padded(d, MR, g.a + ib * g.lda + p0, g.lda, rows, kc);
         } else {
             for (int64_t p = 0; p < kc; ++p) {
                 const T* src = g.a + (p0 + p) * g.lda + ib;
@@ -265,10 +272,7 @@ static void pack_b(T* dst, const GemmJob<T>& g, int64_t p0, int64_t kc, int64_t 
         // float blocks of 8 x 8 through registers (transpose_small); column by column
         // it cost 13% of a 256x1024.(1024x1024)^T product, writing 4 bytes to each of
         // kc lines per column.
-        transpose_small(d, nr, g.b + jb * g.ldb + p0, g.ldb, cols, kc);
-        if (cols < nr)
-            for (int64_t p = 0; p < kc; ++p)
-                for (int c = (int)cols; c < nr; ++c) d[p * nr + c] = T(0);
+        transpose_padded(d, nr, g.b + jb * g.ldb + p0, g.ldb, cols, kc);
     }
 }
 
@@ -787,9 +791,7 @@ static void gemm_narrow_t(const GemmJob<T>& g) {
 // C = A . B^T for few rows through t, B transposed (k x np, rows padded with zeros).
 template <class T>
 static void gemm_small_bt(const GemmJob<T>& g, T* t, int64_t np) {
-    transpose_small(t, np, g.b, g.ldb, g.n, g.k);
-    for (int64_t p = 0; p < g.k; ++p)
-        for (int64_t j = g.n; j < np; ++j) t[p * np + j] = 0;
+    transpose_padded(t, np, g.b, g.ldb, g.n, g.k);
     gemm_small_m(g, t, np, true);
 }
 // A transposed B of up to 16 KB of floats goes on the stack: aligned_alloc and
